@@ -1,0 +1,35 @@
+// swift-tools-version: 6.0
+import PackageDescription
+
+// Layers (arrows point down): swiftgpt (CLI) -> Model -> Compute -> CSupport.
+// See ../shared/DESIGN.md in the project workspace for the full plan.
+let optimise: [SwiftSetting] = [.unsafeFlags(["-Ounchecked", "-wmo"], .when(configuration: .release))]
+
+let package = Package(
+    name: "SwiftGPT",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "swiftgpt", targets: ["swiftgpt"]),
+        .library(name: "Compute", targets: ["Compute"]),
+        .library(name: "Model", targets: ["Model"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // C helpers that Swift cannot express: CPU feature detection (cpuid).
+        .target(name: "CSupport", linkerSettings: [.linkedLibrary("dl", .when(platforms: [.linux]))]),
+        // Buffers, the Backend protocol, CPU kernels, BLAS loading, AdamW, RNG, parallelFor.
+        .target(
+            name: "Compute", dependencies: ["CSupport"], swiftSettings: optimise,
+            linkerSettings: [.linkedFramework("Accelerate", .when(platforms: [.macOS]))]),
+        // GPT configuration, parameter/activation layouts, forward/backward, safetensors I/O.
+        .target(name: "Model", dependencies: ["Compute"], swiftSettings: optimise),
+        .executableTarget(
+            name: "swiftgpt",
+            dependencies: ["Model", "Compute", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            swiftSettings: optimise),
+        .testTarget(name: "ComputeTests", dependencies: ["Compute"]),
+        .testTarget(name: "ModelTests", dependencies: ["Model", "Compute"], exclude: ["Fixtures"]),
+    ]
+)

@@ -1,0 +1,125 @@
+// The device abstraction. The model is written once against this protocol; the CPU backend
+// implements it now and a CUDA backend implements the same calls later.
+//
+// Conventions (llm.c style): outputs first, then saved statistics, then inputs, then dimensions.
+// Backward kernels *add* into every gradient they produce (weights and activations alike); callers
+// zero gradient buffers once per step.
+//
+// Dimension legend: B batch, T time, C channels, NH heads, hs head size (C / NH), N rows (B*T),
+// OC output channels, V vocabulary, Vp padded vocabulary.
+
+/// Dropout settings for one kernel call. Masks come from a counter-based hash of (seed, element
+/// index), so backward regenerates the forward mask without storing it.
+public struct DropoutSpec: Sendable, Equatable {
+    public var probability: Float
+    public var seed: UInt64
+
+    public init(probability: Float, seed: UInt64) {
+        self.probability = probability
+        self.seed = seed
+    }
+
+    public var isActive: Bool { probability > 0 }
+}
+
+/// Hyper-parameters of one AdamW update of one parameter tensor.
+public struct AdamWStep: Sendable {
+    public var learningRate: Float
+    public var beta1: Float
+    public var beta2: Float
+    public var epsilon: Float
+    public var weightDecay: Float
+    /// 1-based step number, for bias correction.
+    public var step: Int
+    /// Multiplies every gradient before the update (gradient clipping by global norm).
+    public var gradientScale: Float
+
+    public init(learningRate: Float, beta1: Float = 0.9, beta2: Float = 0.95, epsilon: Float = 1e-8,
+                weightDecay: Float = 0, step: Int, gradientScale: Float = 1) {
+        self.learningRate = learningRate
+        self.beta1 = beta1
+        self.beta2 = beta2
+        self.epsilon = epsilon
+        self.weightDecay = weightDecay
+        self.step = step
+        self.gradientScale = gradientScale
+    }
+}
+
+public protocol Backend: AnyObject, Sendable {
+    /// Short name for logs ("cpu", "cuda").
+    var name: String { get }
+
+    // MARK: Memory
+
+    /// Allocates `count` zero-filled floats.
+    func allocate(_ count: Int) throws -> FloatBuffer
+    func deallocate(_ buffer: FloatBuffer)
+    func allocateTokens(_ count: Int) throws -> TokenBuffer
+    func deallocateTokens(_ buffer: TokenBuffer)
+    func upload(_ values: UnsafeBufferPointer<Float>, to buffer: FloatBuffer)
+    func download(_ buffer: FloatBuffer, into values: UnsafeMutableBufferPointer<Float>)
+    func uploadTokens(_ values: UnsafeBufferPointer<Int32>, to buffer: TokenBuffer)
+    func zero(_ buffer: FloatBuffer)
+    func copy(from source: FloatBuffer, to destination: FloatBuffer)
+
+    // MARK: Layers
+
+    /// out[b,t,:] = wte[tokens[b,t],:] + wpe[t,:]
+    func encoderForward(out: FloatBuffer, tokens: TokenBuffer, wte: FloatBuffer, wpe: FloatBuffer,
+                        B: Int, T: Int, C: Int)
+    func encoderBackward(dwte: FloatBuffer, dwpe: FloatBuffer, dout: FloatBuffer, tokens: TokenBuffer,
+                         B: Int, T: Int, C: Int)
+
+    /// Row-wise layer norm over C channels of N rows, saving mean and 1/std per row.
+    func layerNormForward(out: FloatBuffer, mean: FloatBuffer, rstd: FloatBuffer, input: FloatBuffer,
+                          weight: FloatBuffer, bias: FloatBuffer, N: Int, C: Int)
+    func layerNormBackward(dinput: FloatBuffer, dweight: FloatBuffer, dbias: FloatBuffer, dout: FloatBuffer,
+                           input: FloatBuffer, weight: FloatBuffer, mean: FloatBuffer, rstd: FloatBuffer,
+                           N: Int, C: Int)
+
+    /// out (N, OC) = input (N, C) · weightᵀ (weight is (OC, C)) + bias (OC), bias optional.
+    func matmulForward(out: FloatBuffer, input: FloatBuffer, weight: FloatBuffer, bias: FloatBuffer?,
+                       N: Int, C: Int, OC: Int)
+    /// dinput += dout · weight, dweight += doutᵀ · input, dbias += Σ_rows dout. dinput may be nil
+    /// (first layer needs none).
+    func matmulBackward(dinput: FloatBuffer?, dweight: FloatBuffer, dbias: FloatBuffer?, dout: FloatBuffer,
+                        input: FloatBuffer, weight: FloatBuffer, N: Int, C: Int, OC: Int)
+
+    /// Causal multi-head self-attention. qkv is (B, T, 3C) with Q, K, V side by side; out is
+    /// (B, T, C); lse (B, NH, T) saves each softmax row's log-sum-exp so backward recomputes the
+    /// probabilities instead of storing a (B, NH, T, T) tensor.
+    func attentionForward(out: FloatBuffer, lse: FloatBuffer, qkv: FloatBuffer,
+                          B: Int, T: Int, C: Int, NH: Int, dropout: DropoutSpec?)
+    func attentionBackward(dqkv: FloatBuffer, dout: FloatBuffer, lse: FloatBuffer, qkv: FloatBuffer,
+                           B: Int, T: Int, C: Int, NH: Int, dropout: DropoutSpec?)
+
+    /// GELU, tanh approximation (GPT-2's "gelu_new").
+    func geluForward(out: FloatBuffer, input: FloatBuffer, count: Int)
+    func geluBackward(dinput: FloatBuffer, input: FloatBuffer, dout: FloatBuffer, count: Int)
+
+    /// out = a + b
+    func residualForward(out: FloatBuffer, a: FloatBuffer, b: FloatBuffer, count: Int)
+
+    /// Inverted dropout in place: x = x * keep / (1 - p). Backward applies the same mask to the
+    /// gradient in place.
+    func dropoutForward(_ x: FloatBuffer, count: Int, dropout: DropoutSpec)
+    func dropoutBackward(_ dx: FloatBuffer, count: Int, dropout: DropoutSpec)
+
+    /// Fused softmax + cross-entropy over the first V of Vp logits per row. Writes each row's loss
+    /// to `losses` (N). With `weights` (N) given, overwrites `logits` with
+    /// d(Σ_n weights[n]·loss[n])/dlogits (padding columns get 0). Targets must be in 0..<V.
+    func crossEntropyForward(losses: FloatBuffer, logits: FloatBuffer, targets: TokenBuffer,
+                             weights: FloatBuffer?, N: Int, V: Int, Vp: Int)
+
+    // MARK: Optimiser
+
+    /// Σ x² over the buffer, in double precision, in a fixed order.
+    func sumOfSquares(_ buffer: FloatBuffer) -> Double
+    /// One AdamW update (PyTorch semantics, decoupled weight decay) of `count` parameters.
+    func adamw(params: FloatBuffer, grads: FloatBuffer, m: FloatBuffer, v: FloatBuffer, count: Int,
+               step: AdamWStep)
+
+    /// Waits until queued work has finished (no-op on the CPU).
+    func synchronize()
+}

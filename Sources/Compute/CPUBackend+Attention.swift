@@ -1,0 +1,183 @@
+// Causal multi-head self-attention, computed per (batch, head) in blocks of query rows.
+//
+// Legend: B batch, T time, C channels, NH heads, hs head size (C/NH), bs query rows per block.
+// qkv (B, T, 3C) holds Q | K | V; head h uses columns h*hs ..< (h+1)*hs of each. Only the causal
+// part of each block (keys 0 ..< end of block) is computed. Forward keeps the log-sum-exp of each
+// softmax row; backward recomputes the probabilities from it (flash-attention style), so no
+// (B, NH, T, T) tensor is ever stored.
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+let attentionBlockRows = 64
+
+extension CPUBackend {
+    /// Chunks of (b, h) tasks: each chunk owns its scratch slot, each task its outputs.
+    @inline(__always)
+    private func attentionChunks(_ tasks: Int) -> Int { max(1, min(Parallel.threadCount, tasks)) }
+
+    public func attentionForward(out: FloatBuffer, lse: FloatBuffer, qkv: FloatBuffer,
+                                 B: Int, T: Int, C: Int, NH: Int, dropout: DropoutSpec?) {
+        let out = out.pointer, lse = lse.pointer, qkv = qkv.pointer  // (B,T,C) (B,NH,T) (B,T,3C)
+        let hs = C / NH
+        let scale = 1 / Float(hs).squareRoot()
+        let bs = min(attentionBlockRows, T)
+        let tasks = B * NH
+        let chunks = attentionChunks(tasks)
+        let perChunk = bs * T
+        let scratch = scratchFloats(perChunk * chunks)
+        let drop = dropout?.isActive == true ? dropout : nil
+        Parallel.forEach(chunks) { chunk in
+            let S = scratch + chunk * perChunk  // (bs, T)
+            let lo = tasks * chunk / chunks, hi = tasks * (chunk + 1) / chunks
+            for task in lo..<hi {
+                let b = task / NH, h = task % NH
+                let Q = qkv + b * T * 3 * C + h * hs
+                let K = Q + C, Vv = Q + 2 * C
+                let O = out + b * T * C + h * hs
+                let L = lse + task * T
+                var r0 = 0
+                while r0 < T {
+                    let r1 = min(T, r0 + bs), m = r1 - r0
+                    // S = scale · Q[r0..<r1] · K[0..<r1]ᵀ
+                    sgemm(transA: false, transB: true, m: m, n: r1, k: hs, alpha: scale,
+                          a: Q + r0 * 3 * C, lda: 3 * C, b: K, ldb: 3 * C, beta: 0, c: S, ldc: T)
+                    for i in r0..<r1 {
+                        let row = S + (i - r0) * T
+                        let lseValue = softmaxRowInPlace(row, valid: i + 1, total: r1)
+                        L[i] = lseValue
+                        if let drop {
+                            applyAttentionDropout(row, count: i + 1, drop: drop, rowIndex: task * T + i, T: T)
+                        }
+                    }
+                    // O[r0..<r1] = P · V[0..<r1]
+                    sgemm(transA: false, transB: false, m: m, n: hs, k: r1, alpha: 1,
+                          a: S, lda: T, b: Vv, ldb: 3 * C, beta: 0, c: O + r0 * C, ldc: C)
+                    r0 = r1
+                }
+            }
+        }
+    }
+
+    public func attentionBackward(dqkv: FloatBuffer, dout: FloatBuffer, lse: FloatBuffer, qkv: FloatBuffer,
+                                  B: Int, T: Int, C: Int, NH: Int, dropout: DropoutSpec?) {
+        let dqkv = dqkv.pointer, dout = dout.pointer, lse = lse.pointer, qkv = qkv.pointer
+        let hs = C / NH
+        let scale = 1 / Float(hs).squareRoot()
+        let bs = min(attentionBlockRows, T)
+        let tasks = B * NH
+        let chunks = attentionChunks(tasks)
+        let drop = dropout?.isActive == true ? dropout : nil
+        let perChunk = bs * T * (drop == nil ? 2 : 3)
+        let scratch = scratchFloats(perChunk * chunks)
+        Parallel.forEach(chunks) { chunk in
+            let P = scratch + chunk * perChunk   // (bs, T) probabilities
+            let dP = P + bs * T                  // (bs, T) gradient of probabilities, then of scores
+            let Pd = drop == nil ? P : dP + bs * T  // (bs, T) probabilities after dropout
+            let lo = tasks * chunk / chunks, hi = tasks * (chunk + 1) / chunks
+            for task in lo..<hi {
+                let b = task / NH, h = task % NH
+                let Q = qkv + b * T * 3 * C + h * hs
+                let K = Q + C, Vv = Q + 2 * C
+                let dQ = dqkv + b * T * 3 * C + h * hs
+                let dK = dQ + C, dV = dQ + 2 * C
+                let dO = dout + b * T * C + h * hs
+                let L = lse + task * T
+                var r0 = 0
+                while r0 < T {
+                    let r1 = min(T, r0 + bs), m = r1 - r0
+                    sgemm(transA: false, transB: true, m: m, n: r1, k: hs, alpha: scale,
+                          a: Q + r0 * 3 * C, lda: 3 * C, b: K, ldb: 3 * C, beta: 0, c: P, ldc: T)
+                    for i in r0..<r1 {
+                        let row = P + (i - r0) * T
+                        probabilitiesFromLSE(row, valid: i + 1, total: r1, lse: L[i])
+                        if let drop {
+                            let rowD = Pd + (i - r0) * T
+                            rowD.update(from: row, count: r1)
+                            applyAttentionDropout(rowD, count: i + 1, drop: drop, rowIndex: task * T + i, T: T)
+                        }
+                    }
+                    // dPd = dO[r0..<r1] · V[0..<r1]ᵀ
+                    sgemm(transA: false, transB: true, m: m, n: r1, k: hs, alpha: 1,
+                          a: dO + r0 * C, lda: C, b: Vv, ldb: 3 * C, beta: 0, c: dP, ldc: T)
+                    // dV[0..<r1] += Pdᵀ · dO[r0..<r1]
+                    sgemm(transA: true, transB: false, m: r1, n: hs, k: m, alpha: 1,
+                          a: Pd, lda: T, b: dO + r0 * C, ldb: C, beta: 1, c: dV, ldc: 3 * C)
+                    for i in r0..<r1 {
+                        let p = P + (i - r0) * T, dp = dP + (i - r0) * T
+                        if let drop {
+                            applyAttentionDropout(dp, count: i + 1, drop: drop, rowIndex: task * T + i, T: T)
+                        }
+                        softmaxBackwardRowInPlace(dp, probabilities: p, valid: i + 1, total: r1)
+                    }
+                    // dQ[r0..<r1] += scale · dS · K[0..<r1]
+                    sgemm(transA: false, transB: false, m: m, n: hs, k: r1, alpha: scale,
+                          a: dP, lda: T, b: K, ldb: 3 * C, beta: 1, c: dQ + r0 * 3 * C, ldc: 3 * C)
+                    // dK[0..<r1] += scale · dSᵀ · Q[r0..<r1]
+                    sgemm(transA: true, transB: false, m: r1, n: hs, k: m, alpha: scale,
+                          a: dP, lda: T, b: Q + r0 * 3 * C, ldb: 3 * C, beta: 1, c: dK, ldc: 3 * C)
+                    r0 = r1
+                }
+            }
+        }
+    }
+}
+
+/// Softmax over row[0..<valid] in place; row[valid..<total] set to 0. Returns the log-sum-exp.
+@inline(__always)
+func softmaxRowInPlace(_ row: UnsafeMutablePointer<Float>, valid: Int, total: Int) -> Float {
+    var mx8 = Float8(repeating: -.greatestFiniteMagnitude)
+    var j = 0
+    while j + 8 <= valid { mx8 = pointwiseMax(mx8, load8(row + j)); j += 8 }
+    var mx = mx8.max()
+    while j < valid { mx = max(mx, row[j]); j += 1 }
+    var s8 = Float8()
+    j = 0
+    while j + 8 <= valid { let e = exp8(load8(row + j) - mx); store8(e, row + j); s8 += e; j += 8 }
+    var sum = s8.sum()
+    while j < valid { let e = expScalar(row[j] - mx); row[j] = e; sum += e; j += 1 }
+    let inv = 1 / sum
+    j = 0
+    while j + 8 <= valid { store8(load8(row + j) * inv, row + j); j += 8 }
+    while j < valid { row[j] *= inv; j += 1 }
+    for z in valid..<max(valid, total) { row[z] = 0 }
+    return mx + logf(sum)
+}
+
+/// row[j] = exp(row[j] - lse) for j < valid, 0 for valid ≤ j < total.
+@inline(__always)
+func probabilitiesFromLSE(_ row: UnsafeMutablePointer<Float>, valid: Int, total: Int, lse: Float) {
+    var j = 0
+    while j + 8 <= valid { store8(exp8(load8(row + j) - lse), row + j); j += 8 }
+    while j < valid { row[j] = expScalar(row[j] - lse); j += 1 }
+    for z in valid..<max(valid, total) { row[z] = 0 }
+}
+
+/// Given dP (gradient w.r.t. probabilities) and P, overwrites dP with the gradient w.r.t. the
+/// scores: dS_j = P_j (dP_j - Σ_k P_k dP_k). Entries past `valid` become 0.
+@inline(__always)
+func softmaxBackwardRowInPlace(_ dp: UnsafeMutablePointer<Float>, probabilities p: UnsafeMutablePointer<Float>,
+                               valid: Int, total: Int) {
+    var a = Float8()
+    var j = 0
+    while j + 8 <= valid { a += load8(p + j) * load8(dp + j); j += 8 }
+    var dot = a.sum()
+    while j < valid { dot += p[j] * dp[j]; j += 1 }
+    j = 0
+    while j + 8 <= valid { store8(load8(p + j) * (load8(dp + j) - dot), dp + j); j += 8 }
+    while j < valid { dp[j] = p[j] * (dp[j] - dot); j += 1 }
+    for z in valid..<max(valid, total) { dp[z] = 0 }
+}
+
+@inline(__always)
+func applyAttentionDropout(_ row: UnsafeMutablePointer<Float>, count: Int, drop: DropoutSpec, rowIndex: Int, T: Int) {
+    let scale = 1 / (1 - drop.probability)
+    let base = UInt64(rowIndex) &* UInt64(T)
+    for j in 0..<count {
+        row[j] = dropoutKeeps(seed: drop.seed, index: base &+ UInt64(j), probability: drop.probability)
+            ? row[j] * scale : 0
+    }
+}

@@ -1,0 +1,117 @@
+// Element-wise kernels: encoder (embedding lookup), GELU, residual add, dropout.
+// Legend: B batch, T time, C channels.
+
+extension CPUBackend {
+    public func encoderForward(out: FloatBuffer, tokens: TokenBuffer, wte: FloatBuffer, wpe: FloatBuffer,
+                               B: Int, T: Int, C: Int) {
+        let out = out.pointer, tok = tokens.pointer, wte = wte.pointer, wpe = wpe.pointer  // (B,T,C) (B,T) (Vp,C) (maxT,C)
+        Parallel.forEachRange(B * T, chunks: Parallel.chunkCount(B * T, minItemsPerChunk: 64)) { rows in
+            for bt in rows {
+                let t = bt % T
+                let o = out + bt * C
+                let e = wte + Int(tok[bt]) * C
+                let p = wpe + t * C
+                var c = 0
+                while c + 8 <= C { store8(load8(e + c) + load8(p + c), o + c); c += 8 }
+                while c < C { o[c] = e[c] + p[c]; c += 1 }
+            }
+        }
+    }
+
+    public func encoderBackward(dwte: FloatBuffer, dwpe: FloatBuffer, dout: FloatBuffer, tokens: TokenBuffer,
+                                B: Int, T: Int, C: Int) {
+        // Each chunk owns a slice of channels and walks every token in order: no two chunks write
+        // the same gradient element, and the summation order never depends on the core count.
+        let dwte = dwte.pointer, dwpe = dwpe.pointer, dout = dout.pointer, tok = tokens.pointer
+        let width = 16
+        let slices = (C + width - 1) / width
+        Parallel.forEach(slices) { s in
+            let c0 = s * width
+            let c1 = min(C, c0 + width)
+            for bt in 0..<(B * T) {
+                let t = bt % T
+                let d = dout + bt * C
+                let e = dwte + Int(tok[bt]) * C
+                let p = dwpe + t * C
+                for c in c0..<c1 {
+                    e[c] += d[c]
+                    p[c] += d[c]
+                }
+            }
+        }
+    }
+
+    public func geluForward(out: FloatBuffer, input: FloatBuffer, count: Int) {
+        let out = out.pointer, inp = input.pointer
+        Parallel.forEachRange(count, chunks: Parallel.chunkCount(count, minItemsPerChunk: 1 << 15)) { r in
+            var i = r.lowerBound
+            let k = Float8(repeating: geluScale)
+            while i + 8 <= r.upperBound {
+                let x = load8(inp + i)
+                let u = k * (x + 0.044715 * x * x * x)
+                store8(0.5 * x * (1 + tanh8(u)), out + i)
+                i += 8
+            }
+            while i < r.upperBound {
+                let x = Float8(repeating: inp[i])
+                let u = k * (x + 0.044715 * x * x * x)
+                out[i] = (0.5 * x * (1 + tanh8(u)))[0]
+                i += 1
+            }
+        }
+    }
+
+    public func geluBackward(dinput: FloatBuffer, input: FloatBuffer, dout: FloatBuffer, count: Int) {
+        let dinp = dinput.pointer, inp = input.pointer, dout = dout.pointer
+        @inline(__always) func grad(_ x: Float8) -> Float8 {
+            let k = Float8(repeating: geluScale)
+            let x2 = x * x
+            let u = k * (x + 0.044715 * x2 * x)
+            let t = tanh8(u)
+            let sech2 = 1 - t * t
+            return 0.5 * (1 + t) + 0.5 * x * sech2 * k * (1 + 3 * 0.044715 * x2)
+        }
+        Parallel.forEachRange(count, chunks: Parallel.chunkCount(count, minItemsPerChunk: 1 << 15)) { r in
+            var i = r.lowerBound
+            while i + 8 <= r.upperBound {
+                store8(load8(dinp + i) + grad(load8(inp + i)) * load8(dout + i), dinp + i)
+                i += 8
+            }
+            while i < r.upperBound {
+                dinp[i] += grad(Float8(repeating: inp[i]))[0] * dout[i]
+                i += 1
+            }
+        }
+    }
+
+    public func residualForward(out: FloatBuffer, a: FloatBuffer, b: FloatBuffer, count: Int) {
+        let out = out.pointer, a = a.pointer, b = b.pointer
+        Parallel.forEachRange(count, chunks: Parallel.chunkCount(count, minItemsPerChunk: 1 << 16)) { r in
+            var i = r.lowerBound
+            while i + 8 <= r.upperBound { store8(load8(a + i) + load8(b + i), out + i); i += 8 }
+            while i < r.upperBound { out[i] = a[i] + b[i]; i += 1 }
+        }
+    }
+
+    public func dropoutForward(_ x: FloatBuffer, count: Int, dropout: DropoutSpec) {
+        applyDropoutMask(x.pointer, count: count, dropout: dropout)
+    }
+
+    public func dropoutBackward(_ dx: FloatBuffer, count: Int, dropout: DropoutSpec) {
+        applyDropoutMask(dx.pointer, count: count, dropout: dropout)
+    }
+
+    private func applyDropoutMask(_ x: UnsafeMutablePointer<Float>, count: Int, dropout: DropoutSpec) {
+        guard dropout.isActive else { return }
+        let p = dropout.probability, seed = dropout.seed
+        let scale = 1 / (1 - p)
+        Parallel.forEachRange(count, chunks: Parallel.chunkCount(count, minItemsPerChunk: 1 << 15)) { r in
+            for i in r {
+                x[i] = dropoutKeeps(seed: seed, index: UInt64(i), probability: p) ? x[i] * scale : 0
+            }
+        }
+    }
+}
+
+/// sqrt(2/π), the GELU tanh-approximation constant.
+let geluScale: Float = 0.7978845608028654

@@ -1,0 +1,56 @@
+// Small vectorised helpers shared by the CPU kernels: unaligned SIMD8 loads/stores, exp, tanh.
+
+public typealias Float8 = SIMD8<Float>
+
+@inline(__always)
+func load8(_ p: UnsafePointer<Float>) -> Float8 {
+    UnsafeRawPointer(p).loadUnaligned(as: Float8.self)
+}
+
+@inline(__always)
+func load8(_ p: UnsafeMutablePointer<Float>) -> Float8 {
+    UnsafeRawPointer(p).loadUnaligned(as: Float8.self)
+}
+
+@inline(__always)
+func store8(_ v: Float8, _ p: UnsafeMutablePointer<Float>) {
+    UnsafeMutableRawPointer(p).storeBytes(of: v, as: Float8.self)
+}
+
+/// e^x for 8 lanes: range reduction x = n·ln2 + r, a degree-6 polynomial for e^r, then 2^n from
+/// the exponent bits. Relative error below 2e-7 on [-87, 88]; inputs are clamped to that range
+/// (so e^-inf gives ~1e-38 rather than 0, which callers that sum probabilities never notice).
+@inline(__always)
+public func exp8(_ x: Float8) -> Float8 {
+    let clamped = x.clamped(lowerBound: Float8(repeating: -87.0), upperBound: Float8(repeating: 88.0))
+    let n = (clamped * 1.44269504088896341).rounded(.toNearestOrEven)
+    let r = clamped - n * 0.693359375 + n * 2.12194440e-4
+    var p = Float8(repeating: 1.9875691500e-4)
+    p = p * r + 1.3981999507e-3
+    p = p * r + 8.3334519073e-3
+    p = p * r + 4.1665795894e-2
+    p = p * r + 1.6666665459e-1
+    p = p * r + 5.0000001201e-1
+    p = p * (r * r) + r + 1
+    let bits = (SIMD8<Int32>(n, rounding: .towardZero) &+ 127) &<< 23
+    return p * unsafeBitCast(bits, to: Float8.self)
+}
+
+/// Scalar e^x with the same polynomial as `exp8` (so vector bodies and scalar tails agree).
+@inline(__always)
+public func expScalar(_ x: Float) -> Float {
+    exp8(Float8(repeating: x))[0]
+}
+
+/// tanh for 8 lanes via 1 - 2/(e^{2x} + 1).
+@inline(__always)
+public func tanh8(_ x: Float8) -> Float8 {
+    let e = exp8(x + x)
+    return 1 - 2 / (e + 1)
+}
+
+@inline(__always)
+func horizontalSum(_ v: Float8) -> Float { v.sum() }
+
+@inline(__always)
+func horizontalMax(_ v: Float8) -> Float { v.max() }

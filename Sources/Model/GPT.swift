@@ -1,0 +1,371 @@
+// The GPT-2 model: parameters, gradients and AdamW moments in arenas, forward and backward as a
+// fixed sequence of Backend kernels (no autograd).
+//
+// Legend: B batch, T time, C channels, NH heads, L layers, V vocab, Vp padded vocab.
+
+import Compute
+
+public final class GPT: @unchecked Sendable {
+    public let config: GPTConfig
+    public let backend: any Backend
+    /// Parameters (weights) in the order of `GPTLayout.parameterEntries`.
+    public let parameters: Arena
+    /// Gradients, same table as `parameters`. Allocated on first backward.
+    public private(set) var gradients: Arena?
+    /// AdamW first and second moments. Allocated on first update.
+    public private(set) var firstMoments: Arena?
+    public private(set) var secondMoments: Arena?
+
+    private var activations: Arena?
+    private var gradientScratch: Arena?
+    private var inputs: TokenBuffer?
+    private var targets: TokenBuffer?
+    private var tokenCapacity = 0
+    /// Batch shape of the last forward.
+    public private(set) var batchSize = 0
+    public private(set) var sequenceLength = 0
+    private var lastForwardHadGradient = false
+    private var lastDropoutSeed: UInt64? = nil
+
+    /// Creates a model with zeroed parameters. Call `initialize(seed:)` or load weights next.
+    public init(config: GPTConfig, backend: any Backend) throws {
+        try config.validate()
+        self.config = config
+        self.backend = backend
+        self.parameters = try Arena(backend: backend, entries: GPTLayout.parameterEntries(config))
+    }
+
+    deinit {
+        if let inputs { backend.deallocateTokens(inputs) }
+        if let targets { backend.deallocateTokens(targets) }
+    }
+
+    // MARK: Initialisation
+
+    /// GPT-2 initialisation: N(0, 0.02) for embeddings and matrices, N(0, 0.02/√(2L)) for the two
+    /// residual projections of every block, zeros for biases, ones for layer-norm gains. Padded
+    /// vocabulary rows stay zero. Deterministic for a seed on every machine.
+    public func initialize(seed: UInt64) {
+        var rng = SeededRandom(seed: seed)
+        let residualStd = 0.02 / Float(2 * config.layers).squareRoot()
+        var host: [Float] = []
+        for (i, entry) in parameters.entries.enumerated() {
+            let n = entry.count
+            host = [Float](repeating: 0, count: n)
+            if entry.name.hasSuffix("ln_1.weight") || entry.name.hasSuffix("ln_2.weight") || entry.name == "ln_f.weight" {
+                for j in 0..<n { host[j] = 1 }
+            } else if entry.shape.count == 2 {
+                let std: Float = entry.name.hasSuffix("c_proj.weight") ? residualStd : 0.02
+                let rows = entry.name == "wte.weight" ? config.vocabSize : entry.shape[0]
+                for j in 0..<(rows * entry.shape[1]) { host[j] = rng.nextNormal() * std }
+            }
+            host.withUnsafeBufferPointer { backend.upload($0, to: parameters[i]) }
+        }
+    }
+
+    // MARK: Buffers
+
+    private func prepare(B: Int, T: Int) throws {
+        if B == batchSize && T == sequenceLength && activations != nil { return }
+        activations = nil
+        gradientScratch = nil
+        activations = try Arena(backend: backend, entries: GPTLayout.activationEntries(config, B: B, T: T))
+        if B * T > tokenCapacity {
+            if let inputs { backend.deallocateTokens(inputs) }
+            if let targets { backend.deallocateTokens(targets) }
+            inputs = try backend.allocateTokens(B * T)
+            targets = try backend.allocateTokens(B * T)
+            tokenCapacity = B * T
+        }
+        batchSize = B
+        sequenceLength = T
+    }
+
+    /// Allocates gradients, moments and backward scratch now rather than at the first step.
+    public func prepareForTraining(batchSize B: Int, sequenceLength T: Int) throws {
+        try prepare(B: B, T: T)
+        _ = try ensureGradients()
+        if firstMoments == nil {
+            firstMoments = try Arena(backend: backend, entries: parameters.entries)
+            secondMoments = try Arena(backend: backend, entries: parameters.entries)
+        }
+        if gradientScratch == nil {
+            gradientScratch = try Arena(backend: backend, entries: GPTLayout.gradientScratchEntries(config, B: B, T: T))
+        }
+    }
+
+    private func ensureGradients() throws -> Arena {
+        if let gradients { return gradients }
+        let g = try Arena(backend: backend, entries: parameters.entries)
+        gradients = g
+        return g
+    }
+
+    /// Floats allocated by every arena the model holds now (for memory accounting).
+    public var allocatedFloats: Int {
+        parameters.allocatedCount + (gradients?.allocatedCount ?? 0) + (firstMoments?.allocatedCount ?? 0)
+            + (secondMoments?.allocatedCount ?? 0) + (activations?.allocatedCount ?? 0)
+            + (gradientScratch?.allocatedCount ?? 0)
+    }
+
+    // MARK: Forward
+
+    private func checkTokens(_ tokens: UnsafeBufferPointer<Int32>, _ what: String) throws {
+        let V = config.vocabSize
+        for (i, t) in tokens.enumerated() where t < 0 || Int(t) >= V {
+            throw ModelError.tokenOutOfRange(index: i, value: t, vocabSize: V)
+        }
+    }
+
+    /// Runs the model on `B` rows of `T` token ids (row-major, B·T ids).
+    ///
+    /// - targets: next-token ids (B·T); with them the per-token losses are computed.
+    /// - weights: per-token loss weights (B·T), e.g. 1/(B·T) for a mean, 0 to ignore a token.
+    ///   With targets and weights the logits buffer is overwritten by the gradient of
+    ///   Σ weights·loss, ready for `backward()`. With targets only, the mean loss is returned
+    ///   and the logits are kept.
+    /// - dropoutSeed: non-nil enables dropout (training) with masks derived from this seed.
+    /// - Returns: Σ weights·loss (or the mean loss without weights); NaN without targets.
+    @discardableResult
+    public func forward(tokens: UnsafeBufferPointer<Int32>, targets targetIds: UnsafeBufferPointer<Int32>? = nil,
+                        weights lossWeights: UnsafeBufferPointer<Float>? = nil,
+                        batchSize B: Int, sequenceLength T: Int, dropoutSeed: UInt64? = nil) throws -> Float {
+        guard B > 0, T > 0, tokens.count == B * T else {
+            throw ModelError.shapeMismatch("expected \(B)×\(T) = \(B * T) token ids, got \(tokens.count)")
+        }
+        if T > config.contextLength { throw ModelError.sequenceTooLong(length: T, contextLength: config.contextLength) }
+        try checkTokens(tokens, "input")
+        if let targetIds {
+            guard targetIds.count == B * T else {
+                throw ModelError.shapeMismatch("expected \(B * T) targets, got \(targetIds.count)")
+            }
+            try checkTokens(targetIds, "target")
+        }
+        if let lossWeights, lossWeights.count != B * T {
+            throw ModelError.shapeMismatch("expected \(B * T) loss weights, got \(lossWeights.count)")
+        }
+        try prepare(B: B, T: T)
+        let be = backend, acts = activations!, par = parameters
+        let C = config.width, NH = config.heads, L = config.layers, V = config.vocabSize, Vp = config.paddedVocabSize
+        let N = B * T
+        be.uploadTokens(tokens, to: inputs!)
+        let drop = dropoutSeed.map { DropoutSpec(probability: config.dropout, seed: $0) }
+
+        let encoded = acts[0]
+        be.encoderForward(out: encoded, tokens: inputs!, wte: par[0], wpe: par[1], B: B, T: T, C: C)
+        if let drop, drop.isActive { be.dropoutForward(encoded, count: N * C, dropout: site(drop, 0)) }
+        let proj = acts[1 + 13 * L]
+        var residual = encoded
+        for l in 0..<L {
+            let p = GPTLayout.layerBase(l), a = GPTLayout.activationLayerBase(l)
+            let ln1 = acts[a], ln1Mean = acts[a + 1], ln1Rstd = acts[a + 2], qkv = acts[a + 3], atty = acts[a + 4]
+            let lse = acts[a + 5], residual2 = acts[a + 6], ln2 = acts[a + 7], ln2Mean = acts[a + 8]
+            let ln2Rstd = acts[a + 9], fch = acts[a + 10], fchGelu = acts[a + 11], residual3 = acts[a + 12]
+            be.layerNormForward(out: ln1, mean: ln1Mean, rstd: ln1Rstd, input: residual,
+                                weight: par[p], bias: par[p + 1], N: N, C: C)
+            be.matmulForward(out: qkv, input: ln1, weight: par[p + 2], bias: par[p + 3], N: N, C: C, OC: 3 * C)
+            be.attentionForward(out: atty, lse: lse, qkv: qkv, B: B, T: T, C: C, NH: NH,
+                                dropout: drop.map { site($0, 1 + 3 * l) })
+            be.matmulForward(out: proj, input: atty, weight: par[p + 4], bias: par[p + 5], N: N, C: C, OC: C)
+            if let drop, drop.isActive { be.dropoutForward(proj, count: N * C, dropout: site(drop, 2 + 3 * l)) }
+            be.residualForward(out: residual2, a: residual, b: proj, count: N * C)
+            be.layerNormForward(out: ln2, mean: ln2Mean, rstd: ln2Rstd, input: residual2,
+                                weight: par[p + 6], bias: par[p + 7], N: N, C: C)
+            be.matmulForward(out: fch, input: ln2, weight: par[p + 8], bias: par[p + 9], N: N, C: C, OC: 4 * C)
+            be.geluForward(out: fchGelu, input: fch, count: N * 4 * C)
+            be.matmulForward(out: proj, input: fchGelu, weight: par[p + 10], bias: par[p + 11], N: N, C: 4 * C, OC: C)
+            if let drop, drop.isActive { be.dropoutForward(proj, count: N * C, dropout: site(drop, 3 + 3 * l)) }
+            be.residualForward(out: residual3, a: residual2, b: proj, count: N * C)
+            residual = residual3
+        }
+        let f = 2 + 13 * L
+        let lnf = acts[f], lnfMean = acts[f + 1], lnfRstd = acts[f + 2], logits = acts[f + 3]
+        let losses = acts[f + 4], weightBuffer = acts[f + 5]
+        let lnfW = par[2 + 12 * L], lnfB = par[3 + 12 * L]
+        be.layerNormForward(out: lnf, mean: lnfMean, rstd: lnfRstd, input: residual, weight: lnfW, bias: lnfB, N: N, C: C)
+        be.matmulForward(out: logits, input: lnf, weight: par[0], bias: nil, N: N, C: C, OC: Vp)
+        lastDropoutSeed = dropoutSeed
+        lastForwardHadGradient = false
+        guard let targetIds else { return .nan }
+        be.uploadTokens(targetIds, to: targets!)
+        if let lossWeights { be.upload(lossWeights, to: weightBuffer) }
+        be.crossEntropyForward(losses: losses, logits: logits, targets: targets!,
+                               weights: lossWeights == nil ? nil : weightBuffer, N: N, V: V, Vp: Vp)
+        lastForwardHadGradient = lossWeights != nil
+        var host = [Float](repeating: 0, count: N)
+        host.withUnsafeMutableBufferPointer { be.download(losses, into: $0) }
+        if let lossWeights {
+            var total: Double = 0
+            for i in 0..<N { total += Double(lossWeights[i]) * Double(host[i]) }
+            return Float(total)
+        }
+        var total: Double = 0
+        for i in 0..<N { total += Double(host[i]) }
+        return Float(total / Double(N))
+    }
+
+    @inline(__always)
+    private func site(_ d: DropoutSpec, _ index: Int) -> DropoutSpec {
+        DropoutSpec(probability: d.probability, seed: mix64(d.seed ^ (UInt64(index) &* 0x9E37_79B9)))
+    }
+
+    /// Logits of the last forward, (B, T, V) without padding, copied to the host. Only valid
+    /// after a forward without loss weights (a training forward overwrites them with gradients).
+    public func logits() -> [Float] {
+        precondition(!lastForwardHadGradient, "logits were replaced by their gradient; run forward without weights")
+        let N = batchSize * sequenceLength, V = config.vocabSize, Vp = config.paddedVocabSize
+        let f = 2 + 13 * config.layers
+        let buffer = activations![f + 3]
+        var padded = [Float](repeating: 0, count: N * Vp)
+        padded.withUnsafeMutableBufferPointer { backend.download(buffer, into: $0) }
+        var out = [Float](repeating: 0, count: N * V)
+        for n in 0..<N { for v in 0..<V { out[n * V + v] = padded[n * Vp + v] } }
+        return out
+    }
+
+    /// Per-token losses of the last forward with targets, (B, T).
+    public func tokenLosses() -> [Float] {
+        let N = batchSize * sequenceLength
+        var host = [Float](repeating: 0, count: N)
+        host.withUnsafeMutableBufferPointer { backend.download(activations![2 + 13 * config.layers + 4], into: $0) }
+        return host
+    }
+
+    // MARK: Backward
+
+    /// Sets every parameter gradient to zero.
+    public func zeroGradients() throws {
+        backend.zero(try ensureGradients().storage)
+    }
+
+    /// Adds the gradient of the last forward's weighted loss to `gradients`.
+    public func backward() throws {
+        precondition(lastForwardHadGradient, "backward() needs a forward with targets and loss weights first")
+        let grads = try ensureGradients()
+        if gradientScratch == nil {
+            gradientScratch = try Arena(backend: backend,
+                                        entries: GPTLayout.gradientScratchEntries(config, B: batchSize, T: sequenceLength))
+        }
+        let be = backend, acts = activations!, par = parameters, scr = gradientScratch!
+        let B = batchSize, T = sequenceLength
+        let C = config.width, NH = config.heads, L = config.layers, Vp = config.paddedVocabSize
+        let N = B * T
+        let drop = lastDropoutSeed.map { DropoutSpec(probability: config.dropout, seed: $0) }
+        let dresidual = scr[0], dproj = scr[1], dln = scr[2], datty = scr[3], dqkv = scr[4]
+        let dfchGelu = scr[5], dfch = scr[6]
+
+        let f = 2 + 13 * L
+        let lnf = acts[f], lnfMean = acts[f + 1], lnfRstd = acts[f + 2], dlogits = acts[f + 3]
+        be.zero(dln)
+        be.zero(dresidual)
+        be.matmulBackward(dinput: dln, dweight: grads[0], dbias: nil, dout: dlogits, input: lnf, weight: par[0],
+                          N: N, C: C, OC: Vp)
+        let lastResidual = L > 0 ? acts[GPTLayout.activationLayerBase(L - 1) + 12] : acts[0]
+        be.layerNormBackward(dinput: dresidual, dweight: grads[2 + 12 * L], dbias: grads[3 + 12 * L], dout: dln,
+                             input: lastResidual, weight: par[2 + 12 * L], mean: lnfMean, rstd: lnfRstd, N: N, C: C)
+        for l in stride(from: L - 1, through: 0, by: -1) {
+            let p = GPTLayout.layerBase(l), a = GPTLayout.activationLayerBase(l)
+            let residual = l == 0 ? acts[0] : acts[GPTLayout.activationLayerBase(l - 1) + 12]
+            let ln1 = acts[a], ln1Mean = acts[a + 1], ln1Rstd = acts[a + 2], qkv = acts[a + 3], atty = acts[a + 4]
+            let lse = acts[a + 5], residual2 = acts[a + 6], ln2 = acts[a + 7], ln2Mean = acts[a + 8]
+            let ln2Rstd = acts[a + 9], fch = acts[a + 10], fchGelu = acts[a + 11]
+
+            // MLP branch: residual3 = residual2 + dropout(fcproj(gelu(fc(ln2(residual2)))))
+            var branch = dresidual
+            if let drop, drop.isActive {
+                be.copy(from: dresidual, to: dproj)
+                be.dropoutBackward(dproj, count: N * C, dropout: site(drop, 3 + 3 * l))
+                branch = dproj
+            }
+            be.zero(dfchGelu)
+            be.matmulBackward(dinput: dfchGelu, dweight: grads[p + 10], dbias: grads[p + 11], dout: branch,
+                              input: fchGelu, weight: par[p + 10], N: N, C: 4 * C, OC: C)
+            be.zero(dfch)
+            be.geluBackward(dinput: dfch, input: fch, dout: dfchGelu, count: N * 4 * C)
+            be.zero(dln)
+            be.matmulBackward(dinput: dln, dweight: grads[p + 8], dbias: grads[p + 9], dout: dfch,
+                              input: ln2, weight: par[p + 8], N: N, C: C, OC: 4 * C)
+            be.layerNormBackward(dinput: dresidual, dweight: grads[p + 6], dbias: grads[p + 7], dout: dln,
+                                 input: residual2, weight: par[p + 6], mean: ln2Mean, rstd: ln2Rstd, N: N, C: C)
+
+            // Attention branch: residual2 = residual + dropout(attproj(attention(qkv(ln1(residual)))))
+            branch = dresidual
+            if let drop, drop.isActive {
+                be.copy(from: dresidual, to: dproj)
+                be.dropoutBackward(dproj, count: N * C, dropout: site(drop, 2 + 3 * l))
+                branch = dproj
+            }
+            be.zero(datty)
+            be.matmulBackward(dinput: datty, dweight: grads[p + 4], dbias: grads[p + 5], dout: branch,
+                              input: atty, weight: par[p + 4], N: N, C: C, OC: C)
+            be.zero(dqkv)
+            be.attentionBackward(dqkv: dqkv, dout: datty, lse: lse, qkv: qkv, B: B, T: T, C: C, NH: NH,
+                                 dropout: drop.map { site($0, 1 + 3 * l) })
+            be.zero(dln)
+            be.matmulBackward(dinput: dln, dweight: grads[p + 2], dbias: grads[p + 3], dout: dqkv,
+                              input: ln1, weight: par[p + 2], N: N, C: C, OC: 3 * C)
+            be.layerNormBackward(dinput: dresidual, dweight: grads[p], dbias: grads[p + 1], dout: dln,
+                                 input: residual, weight: par[p], mean: ln1Mean, rstd: ln1Rstd, N: N, C: C)
+        }
+        if let drop, drop.isActive { be.dropoutBackward(dresidual, count: N * C, dropout: site(drop, 0)) }
+        be.encoderBackward(dwte: grads[0], dwpe: grads[1], dout: dresidual, tokens: inputs!, B: B, T: T, C: C)
+    }
+
+    // MARK: Optimiser
+
+    /// The global L2 norm of all gradients.
+    public func gradientNorm() throws -> Float {
+        Float(backend.sumOfSquares(try ensureGradients().storage).squareRoot())
+    }
+
+    /// One AdamW step over every parameter: weight decay on matrices (2-D tensors) only, bias
+    /// correction, and — when `gradientClip` > 0 — gradients scaled so their global norm is at most
+    /// `gradientClip` (as torch.nn.utils.clip_grad_norm_). Returns the pre-clip gradient norm.
+    @discardableResult
+    public func update(learningRate: Float, beta1: Float = 0.9, beta2: Float = 0.95, epsilon: Float = 1e-8,
+                       weightDecay: Float = 0.1, gradientClip: Float = 1.0, step: Int) throws -> Float {
+        let grads = try ensureGradients()
+        if firstMoments == nil {
+            firstMoments = try Arena(backend: backend, entries: parameters.entries)
+            secondMoments = try Arena(backend: backend, entries: parameters.entries)
+        }
+        let norm = try gradientNorm()
+        var scale: Float = 1
+        if gradientClip > 0 {
+            let coefficient = gradientClip / (norm + 1e-6)
+            if coefficient < 1 { scale = coefficient }
+        }
+        let m = firstMoments!, v = secondMoments!
+        for (i, entry) in parameters.entries.enumerated() {
+            let decay = entry.shape.count >= 2 ? weightDecay : 0
+            backend.adamw(params: parameters[i], grads: grads[i], m: m[i], v: v[i], count: entry.count,
+                          step: AdamWStep(learningRate: learningRate, beta1: beta1, beta2: beta2, epsilon: epsilon,
+                                          weightDecay: decay, step: step, gradientScale: scale))
+        }
+        return norm
+    }
+
+    // MARK: Host access
+
+    /// A parameter tensor copied to the host.
+    public func parameter(_ name: String) -> [Float]? { read(parameters, name) }
+
+    /// A gradient tensor copied to the host.
+    public func gradient(_ name: String) -> [Float]? { gradients.flatMap { read($0, name) } }
+
+    private func read(_ arena: Arena, _ name: String) -> [Float]? {
+        guard let buffer = arena[name] else { return nil }
+        var host = [Float](repeating: 0, count: buffer.count)
+        host.withUnsafeMutableBufferPointer { backend.download(buffer, into: $0) }
+        return host
+    }
+
+    /// Overwrites a parameter tensor from host values (count must match the table).
+    public func setParameter(_ name: String, _ values: [Float]) throws {
+        guard let buffer = parameters[name] else { throw ModelError.missingTensor(name, file: "model") }
+        guard values.count == buffer.count else {
+            throw ModelError.shapeMismatch("\(name): expected \(buffer.count) values, got \(values.count)")
+        }
+        values.withUnsafeBufferPointer { backend.upload($0, to: buffer) }
+    }
+}
