@@ -7,7 +7,9 @@
 //
 // Threading: SwiftGPT parallelises over fixed output chunks itself (see Parallel.swift) and calls
 // BLAS single-threaded from each worker, which keeps results independent of the core count and
-// avoids two thread pools fighting over the cores.
+// avoids two thread pools fighting over the cores. That needs a BLAS that may be called from
+// several threads at once: Debian's threaded OpenBLAS (set to one thread) is; its "serial"
+// build is not (it shares unlocked buffers and corrupted results here), so it is never loaded.
 
 import CSupport
 
@@ -61,7 +63,6 @@ public struct BLASLibrary: Sendable {
         if let override = getenv(overrideVariable) { candidates.append(String(cString: override)) }
         for dir in ["/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib64", "/usr/lib",
                     "/usr/local/lib"] {
-            candidates.append("\(dir)/openblas-serial/libopenblas.so.0")
             candidates.append("\(dir)/openblas-pthread/libopenblas.so.0")
             candidates.append("\(dir)/libopenblas.so.0")
         }

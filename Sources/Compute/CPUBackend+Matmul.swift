@@ -1,25 +1,31 @@
 // Fully connected layers through BLAS. Legend: N rows (B*T), C input channels, OC output channels.
 // Weights are (OC, C) row-major, as in torch.nn.Linear.
 //
-// Rows are split into chunks that each call single-threaded BLAS; a row of a GEMM result does not
-// depend on how the rows were split, so results are identical on any core count.
+// Determinism: a BLAS result can depend on how a product is split (OpenBLAS handles the rows at
+// the edge of a tile with other kernels), so every split below depends only on the problem size,
+// never on the core count. Chunks are then spread over however many cores there are.
+
+/// How a product with `rows` output rows is cut into row chunks: at most 8 chunks, each a
+/// multiple of 16 rows (at least 32), so 1, 2, 4 or 8 cores get equal shares.
+@inline(__always)
+func rowChunkSize(_ rows: Int) -> Int {
+    let target = (rows + 7) / 8
+    return max(32, (target + 15) / 16 * 16)
+}
 
 extension CPUBackend {
-    /// Row chunks for a GEMM with `rows` output rows: one per core, with at least 16 rows each.
-    @inline(__always)
-    func gemmChunks(_ rows: Int) -> Int { max(1, min(Parallel.threadCount, rows / 16)) }
-
     public func matmulForward(out: FloatBuffer, input: FloatBuffer, weight: FloatBuffer, bias: FloatBuffer?,
                               N: Int, C: Int, OC: Int) {
         let out = out.pointer, inp = input.pointer, w = weight.pointer  // (N,OC) (N,C) (OC,C)
         let b = bias?.pointer                                           // (OC)
-        Parallel.forEachRange(N, chunks: gemmChunks(N)) { rows in
-            let o = out + rows.lowerBound * OC
+        let rows = rowChunkSize(N)
+        Parallel.forEach((N + rows - 1) / rows) { chunk in
+            let r0 = chunk * rows, m = min(N, r0 + rows) - r0
+            let o = out + r0 * OC
             if let b {
-                for r in 0..<rows.count { (o + r * OC).update(from: b, count: OC) }
+                for r in 0..<m { (o + r * OC).update(from: b, count: OC) }
             }
-            sgemm(transA: false, transB: true, m: rows.count, n: OC, k: C, alpha: 1,
-                  a: inp + rows.lowerBound * C, lda: C, b: w, ldb: C,
+            sgemm(transA: false, transB: true, m: m, n: OC, k: C, alpha: 1, a: inp + r0 * C, lda: C, b: w, ldb: C,
                   beta: b == nil ? 0 : 1, c: o, ldc: OC)
         }
     }
@@ -28,26 +34,61 @@ extension CPUBackend {
                                input: FloatBuffer, weight: FloatBuffer, N: Int, C: Int, OC: Int) {
         let dw = dweight.pointer, dout = dout.pointer, inp = input.pointer, w = weight.pointer
         if let dinput {
-            let di = dinput.pointer  // (N,C) += (N,OC)·(OC,C)
-            Parallel.forEachRange(N, chunks: gemmChunks(N)) { rows in
-                sgemm(transA: false, transB: false, m: rows.count, n: C, k: OC, alpha: 1,
-                      a: dout + rows.lowerBound * OC, lda: OC, b: w, ldb: C,
-                      beta: 1, c: di + rows.lowerBound * C, ldc: C)
+            // dinput (N,C) += dout (N,OC) · weight (OC,C), split over rows.
+            let di = dinput.pointer
+            let rows = rowChunkSize(N)
+            Parallel.forEach((N + rows - 1) / rows) { chunk in
+                let r0 = chunk * rows, m = min(N, r0 + rows) - r0
+                sgemm(transA: false, transB: false, m: m, n: C, k: OC, alpha: 1, a: dout + r0 * OC, lda: OC, b: w, ldb: C,
+                      beta: 1, c: di + r0 * C, ldc: C)
             }
         }
-        let db = dbias?.pointer
-        // dweight (OC,C) += doutᵀ (OC,N) · inp (N,C), split over output channels.
-        Parallel.forEachRange(OC, chunks: gemmChunks(OC)) { ocs in
-            sgemm(transA: true, transB: false, m: ocs.count, n: C, k: N, alpha: 1,
-                  a: dout + ocs.lowerBound, lda: OC, b: inp, ldb: C,
-                  beta: 1, c: dw + ocs.lowerBound * C, ldc: C)
-            if let db {
-                for n in 0..<N {
-                    let d = dout + n * OC
-                    var o = ocs.lowerBound
-                    while o + 8 <= ocs.upperBound { store8(load8(db + o) + load8(d + o), db + o); o += 8 }
-                    while o < ocs.upperBound { db[o] += d[o]; o += 1 }
+        // dweight (OC,C) += doutᵀ (OC,N) · input (N,C). Both operands run along N, so splitting the
+        // output would repack the whole of one of them per chunk. When the weight is small, split N
+        // into fixed blocks instead, each into its own partial product, then add the partials in
+        // block order. Huge weights (the vocabulary head) split their rows.
+        let blocks = min(8, N / 256)
+        if blocks >= 2 && OC * C <= (1 << 22) {
+            let partial = scratchFloats(blocks * OC * C)
+            Parallel.forEach(blocks) { k in
+                let n0 = N * k / blocks, n1 = N * (k + 1) / blocks
+                sgemm(transA: true, transB: false, m: OC, n: C, k: n1 - n0, alpha: 1, a: dout + n0 * OC, lda: OC,
+                      b: inp + n0 * C, ldb: C, beta: 0, c: partial + k * OC * C, ldc: C)
+            }
+            let total = OC * C
+            Parallel.forEachRange(total, chunks: Parallel.chunkCount(total, minItemsPerChunk: 1 << 14)) { r in
+                var i = r.lowerBound
+                while i + 8 <= r.upperBound {
+                    var acc = load8(partial + i)
+                    for k in 1..<blocks { acc += load8(partial + k * total + i) }
+                    store8(load8(dw + i) + acc, dw + i)
+                    i += 8
                 }
+                while i < r.upperBound {
+                    var acc = partial[i]
+                    for k in 1..<blocks { acc += partial[k * total + i] }
+                    dw[i] += acc
+                    i += 1
+                }
+            }
+        } else {
+            let rows = rowChunkSize(OC)
+            Parallel.forEach((OC + rows - 1) / rows) { chunk in
+                let o0 = chunk * rows, m = min(OC, o0 + rows) - o0
+                sgemm(transA: true, transB: false, m: m, n: C, k: N, alpha: 1, a: dout + o0, lda: OC, b: inp, ldb: C,
+                      beta: 1, c: dw + o0 * C, ldc: C)
+            }
+        }
+        guard let db = dbias?.pointer else { return }
+        // dbias += Σ_n dout[n, :], each slice of channels summed over rows in order.
+        let width = 64
+        Parallel.forEach((OC + width - 1) / width) { s in
+            let o0 = s * width, o1 = min(OC, o0 + width)
+            for n in 0..<N {
+                let d = dout + n * OC
+                var o = o0
+                while o + 8 <= o1 { store8(load8(db + o) + load8(d + o), db + o); o += 8 }
+                while o < o1 { db[o] += d[o]; o += 1 }
             }
         }
     }

@@ -22,8 +22,12 @@ func store8(_ v: Float8, _ p: UnsafeMutablePointer<Float>) {
 /// (so e^-inf gives ~1e-38 rather than 0, which callers that sum probabilities never notice).
 @inline(__always)
 public func exp8(_ x: Float8) -> Float8 {
-    let clamped = x.clamped(lowerBound: Float8(repeating: -87.0), upperBound: Float8(repeating: 88.0))
-    let n = (clamped * 1.44269504088896341).rounded(.toNearestOrEven)
+    let clamped = pointwiseMin(pointwiseMax(x, Float8(repeating: -87.0)), Float8(repeating: 88.0))
+    // Adding 1.5·2^23 rounds to the nearest integer n and leaves n in the low mantissa bits, which
+    // avoids generic float→int conversions (slow in Swift's SIMD) entirely.
+    let magic = Float8(repeating: 12_582_912.0)
+    let shifted = clamped * 1.44269504088896341 + magic
+    let n = shifted - magic
     let r = clamped - n * 0.693359375 + n * 2.12194440e-4
     var p = Float8(repeating: 1.9875691500e-4)
     p = p * r + 1.3981999507e-3
@@ -32,7 +36,8 @@ public func exp8(_ x: Float8) -> Float8 {
     p = p * r + 1.6666665459e-1
     p = p * r + 5.0000001201e-1
     p = p * (r * r) + r + 1
-    let bits = (SIMD8<Int32>(n, rounding: .towardZero) &+ 127) &<< 23
+    let integer = unsafeBitCast(shifted, to: SIMD8<Int32>.self) &- 0x4B40_0000
+    let bits = (integer &+ 127) &<< 23
     return p * unsafeBitCast(bits, to: Float8.self)
 }
 

@@ -26,6 +26,8 @@ public final class GPT: @unchecked Sendable {
     public private(set) var sequenceLength = 0
     private var lastForwardHadGradient = false
     private var lastDropoutSeed: UInt64? = nil
+    /// Host copy of the per-token losses, reused every step (no allocation in the training loop).
+    private var hostLosses: [Float] = []
 
     /// Creates a model with zeroed parameters. Call `initialize(seed:)` or load weights next.
     public init(config: GPTConfig, backend: any Backend) throws {
@@ -192,16 +194,17 @@ public final class GPT: @unchecked Sendable {
         be.crossEntropyForward(losses: losses, logits: logits, targets: targets!,
                                weights: lossWeights == nil ? nil : weightBuffer, N: N, V: V, Vp: Vp)
         lastForwardHadGradient = lossWeights != nil
-        var host = [Float](repeating: 0, count: N)
-        host.withUnsafeMutableBufferPointer { be.download(losses, into: $0) }
-        if let lossWeights {
+        if hostLosses.count != N { hostLosses = [Float](repeating: 0, count: N) }
+        return hostLosses.withUnsafeMutableBufferPointer { host -> Float in
+            be.download(losses, into: host)
             var total: Double = 0
-            for i in 0..<N { total += Double(lossWeights[i]) * Double(host[i]) }
-            return Float(total)
+            if let lossWeights {
+                for i in 0..<N { total += Double(lossWeights[i]) * Double(host[i]) }
+                return Float(total)
+            }
+            for i in 0..<N { total += Double(host[i]) }
+            return Float(total / Double(N))
         }
-        var total: Double = 0
-        for i in 0..<N { total += Double(host[i]) }
-        return Float(total / Double(N))
     }
 
     @inline(__always)

@@ -29,3 +29,23 @@ final class BLASTests: XCTestCase {
         XCTAssertTrue(BLASLibrary.shared.isSystem, "no system BLAS found: \(BLASLibrary.shared.summary)")
     }
 }
+
+final class MatmulReferenceTests: XCTestCase {
+    func testMatmulForwardMatchesReferenceOnChunkedShapes() {
+        for (N, C, OC) in [(48, 64, 128), (48, 64, 192), (300, 40, 24)] {
+            let x = randomArray(N * C, seed: 1), w = randomArray(OC * C, seed: 2), b = randomArray(OC, seed: 3)
+            let h = Host()
+            let out = h.zeros(N * OC)
+            h.backend.matmulForward(out: out, input: h.buffer(x), weight: h.buffer(w), bias: h.buffer(b), N: N, C: C, OC: OC)
+            var expected = [Float](repeating: 0, count: N * OC)
+            for n in 0..<N { for o in 0..<OC { expected[n * OC + o] = b[o] } }
+            expected.withUnsafeMutableBufferPointer { e in
+                referenceSgemm(transA: false, transB: true, m: N, n: OC, k: C, alpha: 1, a: x, lda: C, b: w, ldb: C,
+                               beta: 1, c: e.baseAddress!, ldc: OC)
+            }
+            let got = h.read(out)
+            let bad = (0..<got.count).first { abs(got[$0] - expected[$0]) > 1e-4 }
+            XCTAssertNil(bad, "N \(N) C \(C) OC \(OC): first bad \(bad ?? -1)")
+        }
+    }
+}

@@ -79,15 +79,24 @@ final class GPT2ReferenceTests: XCTestCase {
         var losses: [Float] = [], norms: [Float] = []
         for step in 1...10 {
             losses.append(try runBackward(model, file, weights: [Float](repeating: 1 / Float(B * T), count: B * T)))
-            norms.append(try model.update(learningRate: 1e-2, beta1: 0.9, beta2: 0.95, epsilon: 1e-8,
+            norms.append(try model.update(learningRate: 1e-3, beta1: 0.9, beta2: 0.95, epsilon: 1e-8,
                                           weightDecay: 0.1, gradientClip: 1.0, step: step))
         }
         assertClose(losses, expectedLosses, atol: 1e-4, rtol: 1e-4, "loss per AdamW step")
         assertClose(norms, expectedNorms, atol: 1e-4, rtol: 1e-4, "grad norm per AdamW step")
+        // Adam turns gradients that are zero in exact arithmetic (e.g. the key bias) into ±lr
+        // steps driven by rounding noise, so single elements may drift by a few lr; each tensor as
+        // a whole must agree to 1e-3 relative (L2).
         for entry in model.parameters.entries {
             let ours = model.oursToHuggingFace(entry, model.parameter(entry.name)!).values
-            assertClose(ours, try file.floats("final.transformer." + entry.name), atol: 1e-3, rtol: 1e-3,
-                        "parameter \(entry.name) after 10 steps")
+            let expected = try file.floats("final.transformer." + entry.name)
+            var diff = 0.0, norm = 0.0
+            for i in 0..<ours.count {
+                diff += Double(ours[i] - expected[i]) * Double(ours[i] - expected[i])
+                norm += Double(expected[i]) * Double(expected[i])
+            }
+            XCTAssertLessThan((diff / norm).squareRoot(), 1e-3, "parameter \(entry.name) after 10 steps")
+            assertClose(ours, expected, atol: 1e-2, rtol: 0, "parameter \(entry.name) after 10 steps")
         }
     }
 }

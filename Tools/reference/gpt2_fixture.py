@@ -38,7 +38,7 @@ CONFIG = dict(
 )
 NOISE_STD = 0.02
 ADAMW = dict(
-    lr=1e-2,
+    lr=1e-3,
     betas=[0.9, 0.95],
     eps=1e-8,
     weight_decay_matrices=0.1,  # params with dim >= 2 (wte, wpe, all weight matrices)

@@ -1,0 +1,98 @@
+// Fast kernels against naive references: attention against a direct triple loop, AdamW against
+// PyTorch's formula written out, the fast exp against libm.
+
+import XCTest
+@testable import Compute
+#if canImport(Glibc)
+import Glibc
+#endif
+
+final class ReferenceKernelTests: XCTestCase {
+    /// Naive causal attention: materialises every (T, T) score matrix.
+    func naiveAttention(_ qkv: [Float], B: Int, T: Int, C: Int, NH: Int) -> [Float] {
+        let hs = C / NH
+        var out = [Float](repeating: 0, count: B * T * C)
+        for b in 0..<B {
+            for h in 0..<NH {
+                for i in 0..<T {
+                    var scores = [Double](repeating: 0, count: i + 1)
+                    for j in 0...i {
+                        var s = 0.0
+                        for d in 0..<hs {
+                            s += Double(qkv[(b * T + i) * 3 * C + h * hs + d]) * Double(qkv[(b * T + j) * 3 * C + C + h * hs + d])
+                        }
+                        scores[j] = s / Double(hs).squareRoot()
+                    }
+                    let m = scores.max()!
+                    let e = scores.map { Foundation_exp($0 - m) }
+                    let z = e.reduce(0, +)
+                    for d in 0..<hs {
+                        var acc = 0.0
+                        for j in 0...i { acc += e[j] / z * Double(qkv[(b * T + j) * 3 * C + 2 * C + h * hs + d]) }
+                        out[(b * T + i) * C + h * hs + d] = Float(acc)
+                    }
+                }
+            }
+        }
+        return out
+    }
+
+    func testAttentionMatchesNaiveAcrossBlockBoundaries() {
+        // T = 150 spans three 64-row query blocks.
+        let B = 2, T = 150, C = 32, NH = 4
+        let qkv = randomArray(B * T * 3 * C, seed: 21, scale: 1.5)
+        let h = Host()
+        let out = h.zeros(B * T * C)
+        h.backend.attentionForward(out: out, lse: h.zeros(B * NH * T), qkv: h.buffer(qkv), B: B, T: T, C: C, NH: NH, dropout: nil)
+        let expected = naiveAttention(qkv, B: B, T: T, C: C, NH: NH)
+        let got = h.read(out)
+        for i in 0..<got.count { XCTAssertEqual(got[i], expected[i], accuracy: 2e-5, "index \(i)") }
+    }
+
+    func testExpAccuracy() {
+        var worst: Float = 0
+        var x: Float = -80
+        while x < 80 {
+            let e = exp8(Float8(repeating: x))[0]
+            worst = max(worst, abs(e - expf(x)) / expf(x))
+            x += 0.0137
+        }
+        XCTAssertLessThan(worst, 3e-7)
+    }
+
+    func testAdamWMatchesPyTorchFormula() {
+        let n = 21
+        let p0 = randomArray(n, seed: 1), g = randomArray(n, seed: 2)
+        let h = Host()
+        let p = h.buffer(p0), m = h.zeros(n), v = h.zeros(n), gb = h.buffer(g)
+        let lr: Float = 1e-2, b1: Float = 0.9, b2: Float = 0.95, eps: Float = 1e-8, wd: Float = 0.1
+        for step in 1...3 {
+            h.backend.adamw(params: p, grads: gb, m: m, v: v, count: n,
+                            step: AdamWStep(learningRate: lr, beta1: b1, beta2: b2, epsilon: eps, weightDecay: wd,
+                                            step: step, gradientScale: 0.5))
+        }
+        // Expected, in double precision.
+        var ep = p0.map(Double.init), em = [Double](repeating: 0, count: n), ev = em
+        for step in 1...3 {
+            for i in 0..<n {
+                let gi = Double(g[i]) * 0.5
+                ep[i] *= 1 - Double(lr * wd)
+                em[i] = Double(b1) * em[i] + (1 - Double(b1)) * gi
+                ev[i] = Double(b2) * ev[i] + (1 - Double(b2)) * gi * gi
+                let bc1 = 1 - pow(Double(b1), Double(step)), bc2 = 1 - pow(Double(b2), Double(step))
+                ep[i] -= Double(lr) / bc1 * em[i] / (ev[i].squareRoot() / bc2.squareRoot() + Double(eps))
+            }
+        }
+        let got = h.read(p)
+        for i in 0..<n { XCTAssertEqual(Double(got[i]), ep[i], accuracy: 1e-6, "param \(i)") }
+    }
+
+    func testSumOfSquares() {
+        let x = randomArray(100_003, seed: 9)
+        let h = Host()
+        let expected = x.reduce(0.0) { $0 + Double($1) * Double($1) }
+        XCTAssertEqual(h.backend.sumOfSquares(h.buffer(x)), expected, accuracy: expected * 1e-6)
+    }
+}
+
+@inline(__always) func Foundation_exp(_ x: Double) -> Double { exp(x) }
