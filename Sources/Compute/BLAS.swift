@@ -39,6 +39,7 @@ public struct BLASLibrary: Sendable {
     /// False when no system BLAS was found and the portable Swift kernel is used.
     public let isSystem: Bool
     let sgemm: SgemmFunction?
+    let setThreads: (@convention(c) (Int32) -> Void)?
 
     /// The process-wide library, loaded on first use.
     public static let shared: BLASLibrary = load()
@@ -49,7 +50,7 @@ public struct BLASLibrary: Sendable {
     static func load() -> BLASLibrary {
         #if canImport(Accelerate)
         return BLASLibrary(path: "Accelerate.framework", coreName: "Accelerate", requestedCoreType: nil,
-                           isSystem: true, sgemm: nil)
+                           isSystem: true, sgemm: nil, setThreads: nil)
         #else
         let features = CPUFeatures.current
         var requested: String? = nil
@@ -70,21 +71,30 @@ public struct BLASLibrary: Sendable {
         for path in candidates {
             guard let handle = dlopen(path, RTLD_NOW | RTLD_LOCAL) else { continue }
             guard let symbol = dlsym(handle, "cblas_sgemm") else { dlclose(handle); continue }
-            if let setThreads = dlsym(handle, "openblas_set_num_threads") {
-                typealias SetThreads = @convention(c) (Int32) -> Void
-                unsafeBitCast(setThreads, to: SetThreads.self)(1)
-            }
+            typealias SetThreads = @convention(c) (Int32) -> Void
+            let setThreads = dlsym(handle, "openblas_set_num_threads").map { unsafeBitCast($0, to: SetThreads.self) }
+            setThreads?(1)
             var core = "unknown"
             if let getCore = dlsym(handle, "openblas_get_corename") {
                 typealias GetCore = @convention(c) () -> UnsafePointer<CChar>?
                 if let name = unsafeBitCast(getCore, to: GetCore.self)() { core = String(cString: name) }
             }
             return BLASLibrary(path: path, coreName: core, requestedCoreType: requested, isSystem: true,
-                               sgemm: unsafeBitCast(symbol, to: SgemmFunction.self))
+                               sgemm: unsafeBitCast(symbol, to: SgemmFunction.self), setThreads: setThreads)
         }
         return BLASLibrary(path: "none (portable Swift kernel)", coreName: "swift", requestedCoreType: requested,
-                           isSystem: false, sgemm: nil)
+                           isSystem: false, sgemm: nil, setThreads: nil)
         #endif
+    }
+
+    /// Runs `body` with the library's own thread pool set to `threads`, then back to one thread.
+    /// Only for benchmarks that measure what OpenBLAS reaches on its own; nil when the library
+    /// has no thread control.
+    public func withLibraryThreads<R>(_ threads: Int, _ body: () -> R) -> R? {
+        guard let setThreads else { return nil }
+        setThreads(Int32(threads))
+        defer { setThreads(1) }
+        return body()
     }
 
     /// A one-line description for logs and benchmark output.

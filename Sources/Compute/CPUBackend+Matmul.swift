@@ -5,11 +5,12 @@
 // the edge of a tile with other kernels), so every split below depends only on the problem size,
 // never on the core count. Chunks are then spread over however many cores there are.
 
-/// How a product with `rows` output rows is cut into row chunks: at most 8 chunks, each a
-/// multiple of 16 rows (at least 32), so 1, 2, 4 or 8 cores get equal shares.
+/// How a product with `rows` output rows is cut into row chunks: at most 4 chunks, each a
+/// multiple of 16 rows (at least 32), so 1, 2 or 4 cores get equal shares. Every chunk repacks the
+/// whole weight matrix, so more chunks would cost more than they balance.
 @inline(__always)
 func rowChunkSize(_ rows: Int) -> Int {
-    let target = (rows + 7) / 8
+    let target = (rows + 3) / 4
     return max(32, (target + 15) / 16 * 16)
 }
 

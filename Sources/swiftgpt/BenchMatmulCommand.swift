@@ -27,6 +27,10 @@ struct BenchMatmulCommand: AsyncParsableCommand {
             print("BLAS: \(lib.summary); CPU: \(CPUFeatures.current); threads: \(Parallel.threadCount)")
             print("sgemm \(size)³: \(fmt(result.gflops)) GFLOP/s on \(result.threads) threads, "
                   + "\(fmt(result.gflopsOneThread)) GFLOP/s on one thread")
+            if let lib = result.gflopsLibraryThreaded {
+                print("the BLAS library's own threading on \(result.threads) threads: \(fmt(lib)) GFLOP/s "
+                      + "(SwiftGPT reaches \(fmt(100 * result.gflops / lib, 0))% of it)")
+            }
         }
     }
 }
@@ -35,6 +39,9 @@ struct MatmulResult: Codable {
     var size: Int
     var gflops: Double
     var gflopsOneThread: Double
+    /// The same product with the BLAS library's own multi-threading (the "correctly configured
+    /// OpenBLAS" reference).
+    var gflopsLibraryThreaded: Double?
     var threads: Int
     var blas: String
     var blasCore: String
@@ -44,6 +51,7 @@ struct MatmulResult: Codable {
         case size, gflops, threads, blas, cpu
         case gflopsOneThread = "gflops_1t"
         case blasCore = "blas_core"
+        case gflopsLibraryThreaded = "gflops_blas_threaded"
     }
 }
 
@@ -71,7 +79,14 @@ enum MatmulBenchmark {
                   beta: 0, c: c.pointer, ldc: n)
         }
         let lib = BLASLibrary.shared
+        let threaded = lib.withLibraryThreads(Parallel.threadCount) {
+            median {
+                sgemm(transA: false, transB: true, m: n, n: n, k: n, alpha: 1, a: a.pointer, lda: n, b: b.pointer,
+                      ldb: n, beta: 0, c: c.pointer, ldc: n)
+            }
+        }
         return MatmulResult(size: n, gflops: flops / all / 1e9, gflopsOneThread: flops / one / 1e9,
+                            gflopsLibraryThreaded: threaded.map { flops / $0 / 1e9 },
                             threads: Parallel.threadCount, blas: lib.path, blasCore: lib.coreName,
                             cpu: CPUFeatures.current.description)
     }

@@ -28,6 +28,18 @@ final class BLASTests: XCTestCase {
         // CI installs OpenBLAS; the portable fallback would make every benchmark meaningless.
         XCTAssertTrue(BLASLibrary.shared.isSystem, "no system BLAS found: \(BLASLibrary.shared.summary)")
     }
+
+    func testOpenBLASGetsAnAVX512KernelOnAVX512Machines() throws {
+        // The trap: Debian's OpenBLAS 0.3.21 falls back to a generic kernel on recent Intel CPUs
+        // unless OPENBLAS_CORETYPE is set before it loads. SwiftGPT sets it from CPUID.
+        let lib = BLASLibrary.shared
+        guard CPUFeatures.current.avx512, lib.path.contains("openblas") else {
+            throw XCTSkip("not an AVX-512 machine with OpenBLAS (CPU: \(CPUFeatures.current), BLAS: \(lib.summary))")
+        }
+        let core = lib.coreName.lowercased()
+        XCTAssertTrue(["skylakex", "cooperlake", "sapphirerapids", "zen"].contains { core.contains($0) },
+                      "OpenBLAS chose the \(lib.coreName) kernel on an AVX-512 CPU")
+    }
 }
 
 final class MatmulReferenceTests: XCTestCase {
