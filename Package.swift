@@ -3,7 +3,14 @@ import PackageDescription
 
 // Layers (arrows point down): swiftgpt (CLI) -> Model -> Compute -> CSupport.
 // See ../shared/DESIGN.md in the project workspace for the full plan.
-let optimise: [SwiftSetting] = [.unsafeFlags(["-Ounchecked", "-wmo"], .when(configuration: .release))]
+// Release builds on x86-64 use AVX2 + FMA (every x86 server CPU since 2013); the CLI refuses to run,
+// with a clear message, on a CPU without them.
+#if arch(x86_64)
+let cpuFlags = ["-target-cpu", "haswell"]
+#else
+let cpuFlags: [String] = []
+#endif
+let optimise: [SwiftSetting] = [.unsafeFlags(["-Ounchecked", "-wmo"] + cpuFlags, .when(configuration: .release))]
 
 let package = Package(
     name: "SwiftGPT",

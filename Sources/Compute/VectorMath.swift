@@ -22,7 +22,8 @@ func store8(_ v: Float8, _ p: UnsafeMutablePointer<Float>) {
 /// (so e^-inf gives ~1e-38 rather than 0, which callers that sum probabilities never notice).
 @inline(__always)
 public func exp8(_ x: Float8) -> Float8 {
-    let clamped = pointwiseMin(pointwiseMax(x, Float8(repeating: -87.0)), Float8(repeating: 88.0))
+    let lo = Float8(repeating: -87.0), hi = Float8(repeating: 88.0)
+    let clamped = x.replacing(with: lo, where: x .< lo).replacing(with: hi, where: x .> hi)
     // Adding 1.5·2^23 rounds to the nearest integer n and leaves n in the low mantissa bits, which
     // avoids generic float→int conversions (slow in Swift's SIMD) entirely.
     let magic = Float8(repeating: 12_582_912.0)

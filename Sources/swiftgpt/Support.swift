@@ -50,3 +50,9 @@ func fmt(_ x: Double, _ digits: Int = 1) -> String {
     if digits == 0, s.hasSuffix(".0") { s.removeLast(2) }
     return s
 }
+
+/// Writes a line to standard error.
+func printError(_ message: String) {
+    let line = message + "\n"
+    _ = line.withCString { write(2, $0, strlen($0)) }
+}

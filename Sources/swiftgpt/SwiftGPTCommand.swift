@@ -1,6 +1,27 @@
 import ArgumentParser
+import Compute
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 @main
+enum Entry {
+    static func main() async {
+        #if arch(x86_64) && !DEBUG
+        // Release builds are compiled for AVX2 + FMA (see Package.swift).
+        if !CPUFeatures.current.avx2 {
+            printError("error: this build of swiftgpt needs a CPU with AVX2 and FMA (\(CPUFeatures.current)).\n"
+                       + "HINT: build in debug mode (swift build) or remove the -target-cpu flag in Package.swift.")
+            exit(1)
+        }
+        #endif
+        await SwiftGPTCommand.main()
+    }
+}
+
 struct SwiftGPTCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "swiftgpt",
