@@ -14,7 +14,7 @@ let optimise: [SwiftSetting] = [.unsafeFlags(["-Ounchecked", "-wmo"] + cpuFlags,
 
 let package = Package(
     name: "SwiftGPT",
-    platforms: [.macOS(.v14)],
+    platforms: [.macOS(.v15)],
     products: [
         .executable(name: "swiftgpt", targets: ["swiftgpt"]),
         .library(name: "Compute", targets: ["Compute"]),

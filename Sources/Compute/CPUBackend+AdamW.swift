@@ -9,7 +9,8 @@ extension CPUBackend {
         let blocks = (n + block - 1) / block
         if blocks == 0 { return 0 }
         let partial = scratchDoubles(blocks)
-        Parallel.forEachRange(blocks, chunks: Parallel.chunkCount(blocks, minItemsPerChunk: 4)) { r in
+        Parallel.forEachRange(blocks, chunks: Parallel.chunkCount(blocks, minItemsPerChunk: 4), (x, n, block, partial)) { c, r in
+            let (x, n, block, partial) = c
             for bi in r {
                 let lo = bi * block, hi = min(n, lo + block)
                 var acc = Float8()
@@ -40,7 +41,10 @@ extension CPUBackend {
         let stepSize = s.learningRate / bc1
         let decay = 1 - s.learningRate * s.weightDecay
         let eps = s.epsilon, scale = s.gradientScale
-        Parallel.forEachRange(count, chunks: Parallel.chunkCount(count, minItemsPerChunk: 1 << 15)) { r in
+        let k = (b1, b2, bc2Sqrt, stepSize, decay, eps, scale)
+        Parallel.forEachRange(count, chunks: Parallel.chunkCount(count, minItemsPerChunk: 1 << 15), (p, g, m, v, k)) { c, r in
+            let (p, g, m, v, k) = c
+            let (b1, b2, bc2Sqrt, stepSize, decay, eps, scale) = k
             var i = r.lowerBound
             while i + 8 <= r.upperBound {
                 let grad = load8(g + i) * scale

@@ -30,7 +30,10 @@ extension CPUBackend {
         let perChunk = bs * T
         let scratch = scratchFloats(perChunk * chunks)
         let drop = dropout?.isActive == true ? dropout : nil
-        Parallel.forEach(chunks) { chunk in
+        let dims = (B, T, C, NH, hs, bs, tasks, chunks, perChunk)
+        Parallel.forEach(chunks, (out, lse, qkv, scratch, scale, drop, dims)) { ctx, chunk in
+            let (out, lse, qkv, scratch, scale, drop, dims) = ctx
+            let (_, T, C, NH, hs, bs, tasks, chunks, perChunk) = dims
             let S = scratch + chunk * perChunk  // (bs, T)
             let lo = tasks * chunk / chunks, hi = tasks * (chunk + 1) / chunks
             for task in lo..<hi {
@@ -73,7 +76,10 @@ extension CPUBackend {
         let drop = dropout?.isActive == true ? dropout : nil
         let perChunk = bs * T * (drop == nil ? 2 : 3)
         let scratch = scratchFloats(perChunk * chunks)
-        Parallel.forEach(chunks) { chunk in
+        let dims = (B, T, C, NH, hs, bs, tasks, chunks, perChunk)
+        Parallel.forEach(chunks, (dqkv, dout, lse, qkv, scratch, scale, drop, dims)) { ctx, chunk in
+            let (dqkv, dout, lse, qkv, scratch, scale, drop, dims) = ctx
+            let (_, T, C, NH, hs, bs, tasks, chunks, perChunk) = dims
             let P = scratch + chunk * perChunk   // (bs, T) probabilities
             let dP = P + bs * T                  // (bs, T) gradient of probabilities, then of scores
             let Pd = drop == nil ? P : dP + bs * T  // (bs, T) probabilities after dropout

@@ -13,7 +13,8 @@ extension CPUBackend {
                                  weight: FloatBuffer, bias: FloatBuffer, N: Int, C: Int) {
         let out = out.pointer, mean = mean.pointer, rstd = rstd.pointer  // (N,C) (N) (N)
         let inp = input.pointer, w = weight.pointer, b = bias.pointer    // (N,C) (C) (C)
-        Parallel.forEachRange(N, chunks: Parallel.chunkCount(N, minItemsPerChunk: 16)) { rows in
+        Parallel.forEachRange(N, chunks: Parallel.chunkCount(N, minItemsPerChunk: 16), (out, mean, rstd, inp, w, b, C)) { c, rows in
+            let (out, mean, rstd, inp, w, b, C) = c
             for n in rows {
                 let x = inp + n * C
                 let o = out + n * C
@@ -47,7 +48,8 @@ extension CPUBackend {
         let dinp = dinput.pointer, dw = dweight.pointer, db = dbias.pointer, dout = dout.pointer
         let inp = input.pointer, w = weight.pointer, mean = mean.pointer, rstd = rstd.pointer
         // Pass 1: input gradient, row by row.
-        Parallel.forEachRange(N, chunks: Parallel.chunkCount(N, minItemsPerChunk: 16)) { rows in
+        Parallel.forEachRange(N, chunks: Parallel.chunkCount(N, minItemsPerChunk: 16), (dinp, dout, inp, w, mean, rstd, C)) { c, rows in
+            let (dinp, dout, inp, w, mean, rstd, C) = c
             for n in rows {
                 let x = inp + n * C, d = dout + n * C, di = dinp + n * C
                 let m = mean[n], r = rstd[n]
@@ -88,7 +90,8 @@ extension CPUBackend {
         // over rows in order (deterministic on any core count).
         let width = 32
         let slices = (C + width - 1) / width
-        Parallel.forEach(slices) { s in
+        Parallel.forEach(slices, (dw, db, dout, inp, mean, rstd, N, C, width)) { ctx, s in
+            let (dw, db, dout, inp, mean, rstd, N, C, width) = ctx
             let c0 = s * width, c1 = min(C, c0 + width)
             for n in 0..<N {
                 let x = inp + n * C, d = dout + n * C

@@ -12,7 +12,8 @@ extension CPUBackend {
                                     weights: FloatBuffer?, N: Int, V: Int, Vp: Int) {
         let losses = losses.pointer, logits = logits.pointer, targets = targets.pointer  // (N) (N,Vp) (N)
         let weights = weights?.pointer                                                  // (N)
-        Parallel.forEachRange(N, chunks: Parallel.chunkCount(N, minItemsPerChunk: 4)) { rows in
+        Parallel.forEachRange(N, chunks: Parallel.chunkCount(N, minItemsPerChunk: 4), (losses, logits, targets, weights, V, Vp)) { c, rows in
+            let (losses, logits, targets, weights, V, Vp) = c
             for n in rows {
                 let row = logits + n * Vp
                 let target = Int(targets[n])

@@ -20,7 +20,8 @@ extension CPUBackend {
         let out = out.pointer, inp = input.pointer, w = weight.pointer  // (N,OC) (N,C) (OC,C)
         let b = bias?.pointer                                           // (OC)
         let rows = rowChunkSize(N)
-        Parallel.forEach((N + rows - 1) / rows) { chunk in
+        Parallel.forEach((N + rows - 1) / rows, (out, inp, w, b, N, C, OC, rows)) { ctx, chunk in
+            let (out, inp, w, b, N, C, OC, rows) = ctx
             let r0 = chunk * rows, m = min(N, r0 + rows) - r0
             let o = out + r0 * OC
             if let b {
@@ -38,7 +39,8 @@ extension CPUBackend {
             // dinput (N,C) += dout (N,OC) · weight (OC,C), split over rows.
             let di = dinput.pointer
             let rows = rowChunkSize(N)
-            Parallel.forEach((N + rows - 1) / rows) { chunk in
+            Parallel.forEach((N + rows - 1) / rows, (di, dout, w, N, C, OC, rows)) { ctx, chunk in
+                let (di, dout, w, N, C, OC, rows) = ctx
                 let r0 = chunk * rows, m = min(N, r0 + rows) - r0
                 sgemm(transA: false, transB: false, m: m, n: C, k: OC, alpha: 1, a: dout + r0 * OC, lda: OC, b: w, ldb: C,
                       beta: 1, c: di + r0 * C, ldc: C)
@@ -51,13 +53,16 @@ extension CPUBackend {
         let blocks = min(8, N / 256)
         if blocks >= 2 && OC * C <= (1 << 22) {
             let partial = scratchFloats(blocks * OC * C)
-            Parallel.forEach(blocks) { k in
+            Parallel.forEach(blocks, (partial, dout, inp, N, C, OC, blocks)) { ctx, k in
+                let (partial, dout, inp, N, C, OC, blocks) = ctx
                 let n0 = N * k / blocks, n1 = N * (k + 1) / blocks
                 sgemm(transA: true, transB: false, m: OC, n: C, k: n1 - n0, alpha: 1, a: dout + n0 * OC, lda: OC,
                       b: inp + n0 * C, ldb: C, beta: 0, c: partial + k * OC * C, ldc: C)
             }
             let total = OC * C
-            Parallel.forEachRange(total, chunks: Parallel.chunkCount(total, minItemsPerChunk: 1 << 14)) { r in
+            Parallel.forEachRange(total, chunks: Parallel.chunkCount(total, minItemsPerChunk: 1 << 14),
+                                  (partial, dw, total, blocks)) { ctx, r in
+                let (partial, dw, total, blocks) = ctx
                 var i = r.lowerBound
                 while i + 8 <= r.upperBound {
                     var acc = load8(partial + i)
@@ -74,7 +79,8 @@ extension CPUBackend {
             }
         } else {
             let rows = rowChunkSize(OC)
-            Parallel.forEach((OC + rows - 1) / rows) { chunk in
+            Parallel.forEach((OC + rows - 1) / rows, (dw, dout, inp, N, C, OC, rows)) { ctx, chunk in
+                let (dw, dout, inp, N, C, OC, rows) = ctx
                 let o0 = chunk * rows, m = min(OC, o0 + rows) - o0
                 sgemm(transA: true, transB: false, m: m, n: C, k: N, alpha: 1, a: dout + o0, lda: OC, b: inp, ldb: C,
                       beta: 1, c: dw + o0 * C, ldc: C)
@@ -83,7 +89,8 @@ extension CPUBackend {
         guard let db = dbias?.pointer else { return }
         // dbias += Σ_n dout[n, :], each slice of channels summed over rows in order.
         let width = 64
-        Parallel.forEach((OC + width - 1) / width) { s in
+        Parallel.forEach((OC + width - 1) / width, (db, dout, N, OC, width)) { ctx, s in
+            let (db, dout, N, OC, width) = ctx
             let o0 = s * width, o1 = min(OC, o0 + width)
             for n in 0..<N {
                 let d = dout + n * OC

@@ -5,7 +5,8 @@ extension CPUBackend {
     public func encoderForward(out: FloatBuffer, tokens: TokenBuffer, wte: FloatBuffer, wpe: FloatBuffer,
                                B: Int, T: Int, C: Int) {
         let out = out.pointer, tok = tokens.pointer, wte = wte.pointer, wpe = wpe.pointer  // (B,T,C) (B,T) (Vp,C) (maxT,C)
-        Parallel.forEachRange(B * T, chunks: Parallel.chunkCount(B * T, minItemsPerChunk: 64)) { rows in
+        Parallel.forEachRange(B * T, chunks: Parallel.chunkCount(B * T, minItemsPerChunk: 64), (out, tok, wte, wpe, T, C)) { ctx, rows in
+            let (out, tok, wte, wpe, T, C) = ctx
             for bt in rows {
                 let t = bt % T
                 let o = out + bt * C
@@ -25,7 +26,8 @@ extension CPUBackend {
         let dwte = dwte.pointer, dwpe = dwpe.pointer, dout = dout.pointer, tok = tokens.pointer
         let width = 16
         let slices = (C + width - 1) / width
-        Parallel.forEach(slices) { s in
+        Parallel.forEach(slices, (dwte, dwpe, dout, tok, B, T, C, width)) { ctx, s in
+            let (dwte, dwpe, dout, tok, B, T, C, width) = ctx
             let c0 = s * width
             let c1 = min(C, c0 + width)
             for bt in 0..<(B * T) {
@@ -43,7 +45,8 @@ extension CPUBackend {
 
     public func geluForward(out: FloatBuffer, input: FloatBuffer, count: Int) {
         let out = out.pointer, inp = input.pointer
-        Parallel.forEachRange(count, chunks: Parallel.chunkCount(count, minItemsPerChunk: 1 << 15)) { r in
+        Parallel.forEachRange(count, chunks: Parallel.chunkCount(count, minItemsPerChunk: 1 << 15), (out, inp)) { c, r in
+            let (out, inp) = c
             var i = r.lowerBound
             let k = Float8(repeating: geluScale)
             while i + 8 <= r.upperBound {
@@ -63,22 +66,15 @@ extension CPUBackend {
 
     public func geluBackward(dinput: FloatBuffer, input: FloatBuffer, dout: FloatBuffer, count: Int) {
         let dinp = dinput.pointer, inp = input.pointer, dout = dout.pointer
-        @inline(__always) func grad(_ x: Float8) -> Float8 {
-            let k = Float8(repeating: geluScale)
-            let x2 = x * x
-            let u = k * (x + 0.044715 * x2 * x)
-            let t = tanh8(u)
-            let sech2 = 1 - t * t
-            return 0.5 * (1 + t) + 0.5 * x * sech2 * k * (1 + 3 * 0.044715 * x2)
-        }
-        Parallel.forEachRange(count, chunks: Parallel.chunkCount(count, minItemsPerChunk: 1 << 15)) { r in
+        Parallel.forEachRange(count, chunks: Parallel.chunkCount(count, minItemsPerChunk: 1 << 15), (dinp, inp, dout)) { c, r in
+            let (dinp, inp, dout) = c
             var i = r.lowerBound
             while i + 8 <= r.upperBound {
-                store8(load8(dinp + i) + grad(load8(inp + i)) * load8(dout + i), dinp + i)
+                store8(load8(dinp + i) + geluGradient(load8(inp + i)) * load8(dout + i), dinp + i)
                 i += 8
             }
             while i < r.upperBound {
-                dinp[i] += grad(Float8(repeating: inp[i]))[0] * dout[i]
+                dinp[i] += geluGradient(Float8(repeating: inp[i]))[0] * dout[i]
                 i += 1
             }
         }
@@ -86,7 +82,8 @@ extension CPUBackend {
 
     public func residualForward(out: FloatBuffer, a: FloatBuffer, b: FloatBuffer, count: Int) {
         let out = out.pointer, a = a.pointer, b = b.pointer
-        Parallel.forEachRange(count, chunks: Parallel.chunkCount(count, minItemsPerChunk: 1 << 16)) { r in
+        Parallel.forEachRange(count, chunks: Parallel.chunkCount(count, minItemsPerChunk: 1 << 16), (out, a, b)) { c, r in
+            let (out, a, b) = c
             var i = r.lowerBound
             while i + 8 <= r.upperBound { store8(load8(a + i) + load8(b + i), out + i); i += 8 }
             while i < r.upperBound { out[i] = a[i] + b[i]; i += 1 }
@@ -105,7 +102,8 @@ extension CPUBackend {
         guard dropout.isActive else { return }
         let p = dropout.probability, seed = dropout.seed
         let scale = 1 / (1 - p)
-        Parallel.forEachRange(count, chunks: Parallel.chunkCount(count, minItemsPerChunk: 1 << 15)) { r in
+        Parallel.forEachRange(count, chunks: Parallel.chunkCount(count, minItemsPerChunk: 1 << 15), (x, p, seed, scale)) { c, r in
+            let (x, p, seed, scale) = c
             for i in r {
                 x[i] = dropoutKeeps(seed: seed, index: UInt64(i), probability: p) ? x[i] * scale : 0
             }
@@ -115,3 +113,14 @@ extension CPUBackend {
 
 /// sqrt(2/π), the GELU tanh-approximation constant.
 let geluScale: Float = 0.7978845608028654
+
+/// d/dx of GELU (tanh form) for 8 lanes.
+@inline(__always)
+func geluGradient(_ x: Float8) -> Float8 {
+    let k = Float8(repeating: geluScale)
+    let x2 = x * x
+    let u = k * (x + 0.044715 * x2 * x)
+    let t = tanh8(u)
+    let sech2 = 1 - t * t
+    return 0.5 * (1 + t) + 0.5 * x * sech2 * k * (1 + 3 * 0.044715 * x2)
+}

@@ -97,7 +97,7 @@ public final class CPUBackend: Backend, @unchecked Sendable {
         let p = buffer.pointer
         let n = buffer.count
         let chunks = Parallel.chunkCount(n, minItemsPerChunk: 1 << 18)
-        Parallel.forEachRange(n, chunks: chunks) { r in
+        Parallel.forEachRange(n, chunks: chunks, p) { p, r in
             memset(p + r.lowerBound, 0, r.count * MemoryLayout<Float>.stride)
         }
     }

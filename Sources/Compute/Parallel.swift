@@ -1,9 +1,9 @@
 // The one way SwiftGPT spreads CPU work over cores.
 //
 // Work is split into a fixed number of disjoint chunks chosen by the caller from the problem size,
-// never from the core count, so every result is bit-identical on any machine.
-
-import Dispatch
+// never from the core count, so every result is bit-identical on any machine. Chunks run on a
+// persistent pool of worker threads (WorkerPool) that allocates nothing per job — libdispatch's
+// concurrentPerform allocated ~400 times per training step here.
 
 #if canImport(Glibc)
 import Glibc
@@ -12,46 +12,89 @@ import Darwin
 #endif
 
 public enum Parallel {
-    /// Number of worker threads (online cores, or SWIFTGPT_THREADS when set). Results never depend
-    /// on it; tests change it to prove that.
+    /// Number of threads that run chunks (online cores, or SWIFTGPT_THREADS when set). Results
+    /// never depend on it; tests change it to prove that.
     nonisolated(unsafe) public static var threadCount: Int = {
         if let value = getenv("SWIFTGPT_THREADS"), let n = Int(String(cString: value)), n > 0 { return n }
         return max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
     }()
 
-    /// Runs `body(i)` for every i in 0..<count, spread over the cores. `body` must only write
-    /// outputs that belong to chunk i.
+    /// Runs `body(context, i)` for every i in 0..<count, spread over the cores. `body` must only
+    /// write outputs that belong to chunk i, and must capture nothing: everything it needs comes
+    /// in `context` (a struct or tuple of pointers and sizes). That keeps the hand-off to the
+    /// worker threads free of heap allocation. Calls made from inside a chunk run serially.
     @inline(__always)
+    public static func forEach<Context>(_ count: Int, _ context: Context, _ body: @escaping (Context, Int) -> Void) {
+        if count <= 0 { return }
+        let threads = threadCount
+        if count == 1 || threads == 1 {
+            for i in 0..<count { body(context, i) }
+            return
+        }
+        let job = ContextJob(context: context, body: body)
+        withUnsafePointer(to: job) { pointer in
+            WorkerPool.shared.run(count: count, threads: threads, context: UnsafeRawPointer(pointer)) { raw, i in
+                let job = raw.assumingMemoryBound(to: ContextJob<Context>.self)
+                job.pointee.body(job.pointee.context, i)
+            }
+        }
+    }
+
+    /// Splits 0..<total into `chunkCount` contiguous ranges of near-equal size; runs
+    /// `body(context, range)` for each in parallel (same rules as `forEach`).
+    @inline(__always)
+    public static func forEachRange<Context>(_ total: Int, chunks chunkCount: Int, _ context: Context,
+                                             _ body: @escaping (Context, Range<Int>) -> Void) {
+        if total <= 0 { return }
+        let n = max(1, min(chunkCount, total))
+        let threads = threadCount
+        if n == 1 || threads == 1 {
+            for i in 0..<n {
+                let lo = total * i / n, hi = total * (i + 1) / n
+                if lo < hi { body(context, lo..<hi) }
+            }
+            return
+        }
+        let job = ContextRangeJob(context: context, body: body, total: total, chunks: n)
+        withUnsafePointer(to: job) { pointer in
+            WorkerPool.shared.run(count: n, threads: threads, context: UnsafeRawPointer(pointer)) { raw, i in
+                let job = raw.assumingMemoryBound(to: ContextRangeJob<Context>.self)
+                let total = job.pointee.total, n = job.pointee.chunks
+                let lo = total * i / n, hi = total * (i + 1) / n
+                if lo < hi { job.pointee.body(job.pointee.context, lo..<hi) }
+            }
+        }
+    }
+
+    /// Closure form for code off the hot path: convenient, but the hand-off allocates a small
+    /// box per call (Swift's withoutActuallyEscaping).
     public static func forEach(_ count: Int, _ body: (Int) -> Void) {
         if count <= 0 { return }
         if count == 1 || threadCount == 1 {
             for i in 0..<count { body(i) }
             return
         }
-        // Kernels hand raw pointers to disjoint output chunks; the chunking contract, not the type
-        // system, is what makes this safe, so the closure is passed on as @Sendable.
         withoutActuallyEscaping(body) { escapable in
-            let sendable = unsafeBitCast(escapable, to: (@Sendable (Int) -> Void).self)
-            DispatchQueue.concurrentPerform(iterations: count, execute: sendable)
+            forEach(count, escapable) { f, i in f(i) }
         }
     }
 
-    /// Splits 0..<total into `chunkCount` contiguous ranges of near-equal size; runs
-    /// `body(range)` for each in parallel.
-    @inline(__always)
-    public static func forEachRange(_ total: Int, chunks chunkCount: Int, _ body: (Range<Int>) -> Void) {
-        if total <= 0 { return }
-        let n = max(1, min(chunkCount, total))
-        forEach(n) { i in
-            let lo = total * i / n
-            let hi = total * (i + 1) / n
-            if lo < hi { body(lo..<hi) }
-        }
-    }
 
-    /// A chunk count for `total` items of `costPerItem` work units: enough chunks to balance the
-    /// cores, few enough that each is worth a thread hop. Depends only on the problem size.
+    /// A chunk count for `total` items: enough chunks to balance the cores, few enough that each
+    /// is worth a thread hop. Depends only on the problem size.
     public static func chunkCount(_ total: Int, minItemsPerChunk: Int) -> Int {
         max(1, min(64, total / max(1, minItemsPerChunk)))
     }
+}
+
+struct ContextJob<Context> {
+    let context: Context
+    let body: (Context, Int) -> Void
+}
+
+struct ContextRangeJob<Context> {
+    let context: Context
+    let body: (Context, Range<Int>) -> Void
+    let total: Int
+    let chunks: Int
 }
