@@ -19,6 +19,7 @@ let package = Package(
         .executable(name: "swiftgpt", targets: ["swiftgpt"]),
         .library(name: "Compute", targets: ["Compute"]),
         .library(name: "Model", targets: ["Model"]),
+        .library(name: "Tokenizer", targets: ["Tokenizer"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -26,6 +27,8 @@ let package = Package(
     targets: [
         // C helpers that Swift cannot express: CPU feature detection (cpuid).
         .target(name: "CSupport", linkerSettings: [.linkedLibrary("dl", .when(platforms: [.linux]))]),
+        // Byte-level BPE: pre-tokenizer, trainer, encoder/decoder, chat format. Depends on nothing of ours.
+        .target(name: "Tokenizer", swiftSettings: optimise),
         // Buffers, the Backend protocol, CPU kernels, BLAS loading, AdamW, RNG, parallelFor.
         .target(
             name: "Compute", dependencies: ["CSupport"], swiftSettings: optimise,
@@ -37,6 +40,7 @@ let package = Package(
             dependencies: ["Model", "Compute", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: optimise),
         .testTarget(name: "ComputeTests", dependencies: ["Compute"]),
+        .testTarget(name: "TokenizerTests", dependencies: ["Tokenizer"], exclude: ["Fixtures"]),
         .testTarget(name: "ModelTests", dependencies: ["Model", "Compute"], exclude: ["Fixtures"]),
     ]
 )
