@@ -1,0 +1,235 @@
+// Byte-level BPE: the vocabulary, merges, encoding and decoding.
+//
+// Token ids: every token is a byte string. Merge r joins tokens (left, right) into `mergeResult[r]`;
+// a lower rank merges first. Encoding a piece starts from its bytes' tokens and repeatedly applies
+// the lowest-ranked adjacent merge (the same result as tiktoken's lowest-rank-first and Hugging
+// Face's merge-order BPE when ranks follow merge order).
+
+public struct BPE: Sendable {
+    /// Bytes of every token, by id (special tokens included, as their UTF-8 text).
+    public private(set) var tokenBytes: [[UInt8]]
+    /// Token id of each single byte.
+    public let byteTokens: [Int32]
+    /// Merges in rank order: (left, right) -> result.
+    public private(set) var merges: [(left: Int32, right: Int32, result: Int32)]
+    /// (left << 32 | right) -> rank.
+    private var mergeRanks: [UInt64: Int32]
+    /// Special tokens: text -> id.
+    public private(set) var specialTokens: [String: Int32]
+    public let pattern: SplitPattern
+
+    public var vocabularySize: Int { tokenBytes.count }
+
+    /// Builds a tokenizer from byte strings and merges. `tokenBytes` must contain all 256 single
+    /// bytes; each merge's result must be the concatenation of its parts.
+    public init(tokenBytes: [[UInt8]], merges: [(left: Int32, right: Int32, result: Int32)],
+                specialTokens: [String: Int32], pattern: SplitPattern, source: String = "<memory>") throws {
+        var byteTokens = [Int32](repeating: -1, count: 256)
+        for (id, bytes) in tokenBytes.enumerated() where bytes.count == 1 && !specialTokens.values.contains(Int32(id)) {
+            if byteTokens[Int(bytes[0])] < 0 { byteTokens[Int(bytes[0])] = Int32(id) }
+        }
+        if let missing = byteTokens.firstIndex(of: -1) {
+            throw TokenizerError.malformedFile(path: source, reason: "byte 0x\(String(missing, radix: 16)) has no token; byte-level BPE needs all 256")
+        }
+        var ranks: [UInt64: Int32] = [:]
+        ranks.reserveCapacity(merges.count)
+        for (r, m) in merges.enumerated() {
+            let n = Int32(tokenBytes.count)
+            guard m.left >= 0, m.left < n, m.right >= 0, m.right < n, m.result >= 0, m.result < n,
+                  tokenBytes[Int(m.left)] + tokenBytes[Int(m.right)] == tokenBytes[Int(m.result)]
+            else { throw TokenizerError.malformedFile(path: source, reason: "merge \(r) (\(m.left), \(m.right)) -> \(m.result) is inconsistent with the vocabulary") }
+            let key = UInt64(UInt32(m.left)) << 32 | UInt64(UInt32(m.right))
+            if ranks[key] == nil { ranks[key] = Int32(r) }
+        }
+        self.tokenBytes = tokenBytes
+        self.byteTokens = byteTokens
+        self.merges = merges
+        self.mergeRanks = ranks
+        self.specialTokens = specialTokens
+        self.pattern = pattern
+    }
+
+    @inline(__always)
+    func rank(_ left: Int32, _ right: Int32) -> Int32? {
+        mergeRanks[UInt64(UInt32(left)) << 32 | UInt64(UInt32(right))]
+    }
+
+    // MARK: Encoding
+
+    /// Appends the tokens of one pre-tokenized piece.
+    public func encodePiece(_ piece: UnsafeBufferPointer<UInt8>, into out: inout [Int32]) {
+        let n = piece.count
+        if n == 0 { return }
+        if n == 1 { out.append(byteTokens[Int(piece[0])]); return }
+        if n <= 48 {
+            encodeSmall(piece, into: &out)
+        } else {
+            encodeLarge(piece, into: &out)
+        }
+    }
+
+    /// Short pieces: rescan for the best pair after every merge (cheap for a few dozen tokens).
+    private func encodeSmall(_ piece: UnsafeBufferPointer<UInt8>, into out: inout [Int32]) {
+        withUnsafeTemporaryAllocation(of: Int32.self, capacity: piece.count) { ids in
+            var count = piece.count
+            for i in 0..<count { ids[i] = byteTokens[Int(piece[i])] }
+            while count > 1 {
+                var bestRank = Int32.max, bestAt = -1
+                for i in 0..<(count - 1) {
+                    if let r = rank(ids[i], ids[i + 1]), r < bestRank { bestRank = r; bestAt = i }
+                }
+                if bestAt < 0 { break }
+                ids[bestAt] = merges[Int(bestRank)].result
+                for j in (bestAt + 1)..<(count - 1) { ids[j] = ids[j + 1] }
+                count -= 1
+            }
+            for i in 0..<count { out.append(ids[i]) }
+        }
+    }
+
+    /// Long pieces (e.g. a megabyte of one letter): a doubly linked list of tokens and a binary heap
+    /// of candidate merges, O(n log n).
+    private func encodeLarge(_ piece: UnsafeBufferPointer<UInt8>, into out: inout [Int32]) {
+        let n = piece.count
+        var ids = piece.map { byteTokens[Int($0)] }
+        var prev = Array(-1..<(n - 1))
+        var next = Array(1...n)
+        next[n - 1] = -1
+        var alive = [Bool](repeating: true, count: n)
+        // Heap entries: (rank, position) — position is the left token of the pair.
+        var heap = MinHeap()
+        for i in 0..<(n - 1) { if let r = rank(ids[i], ids[i + 1]) { heap.push(r, Int32(i)) } }
+        while let (r, pos32) = heap.pop() {
+            let i = Int(pos32)
+            guard alive[i] else { continue }
+            let j = next[i]
+            guard j >= 0, rank(ids[i], ids[j]) == r else { continue }  // stale entry
+            ids[i] = merges[Int(r)].result
+            alive[j] = false
+            let k = next[j]
+            next[i] = k
+            if k >= 0 { prev[k] = i }
+            let p = prev[i]
+            if p >= 0, let pr = rank(ids[p], ids[i]) { heap.push(pr, Int32(p)) }
+            if k >= 0, let nr = rank(ids[i], ids[k]) { heap.push(nr, Int32(i)) }
+        }
+        var i = 0
+        while i >= 0 { out.append(ids[i]); i = next[i] }
+    }
+
+    /// Encodes bytes: pre-tokenizes, then BPE per piece. Special tokens are plain text here.
+    public func encodeOrdinary(_ bytes: UnsafeBufferPointer<UInt8>, into out: inout [Int32]) {
+        let splitter = PreTokenizer(pattern: pattern)
+        for range in splitter.split(bytes) {
+            encodePiece(UnsafeBufferPointer(rebasing: bytes[range]), into: &out)
+        }
+    }
+
+    /// Encodes text. Special tokens in `allowedSpecial` are recognised and emitted as their ids;
+    /// any other special token text is an error when `disallowOtherSpecial`, else plain text.
+    public func encode(_ text: String, allowedSpecial: Set<String> = [], disallowOtherSpecial: Bool = false) throws -> [Int32] {
+        var out: [Int32] = []
+        let bytes = Array(text.utf8)
+        out.reserveCapacity(bytes.count / 3)
+        try bytes.withUnsafeBufferPointer { buffer in
+            if specialTokens.isEmpty || (allowedSpecial.isEmpty && !disallowOtherSpecial) {
+                encodeOrdinary(buffer, into: &out)
+                return
+            }
+            var start = 0
+            while let (at, token) = nextSpecial(in: buffer, from: start) {
+                if !allowedSpecial.contains(token) {
+                    if disallowOtherSpecial { throw TokenizerError.disallowedSpecialToken(token) }
+                    // Treat as ordinary text: continue searching after its first byte.
+                    let stop = at + 1
+                    encodeOrdinary(UnsafeBufferPointer(rebasing: buffer[start..<stop]), into: &out)
+                    start = stop
+                    continue
+                }
+                encodeOrdinary(UnsafeBufferPointer(rebasing: buffer[start..<at]), into: &out)
+                out.append(specialTokens[token]!)
+                start = at + token.utf8.count
+            }
+            encodeOrdinary(UnsafeBufferPointer(rebasing: buffer[start...]), into: &out)
+        }
+        return out
+    }
+
+    /// Earliest special token occurrence at or after `from` (longest token on ties).
+    private func nextSpecial(in b: UnsafeBufferPointer<UInt8>, from: Int) -> (Int, String)? {
+        var best: (Int, String)? = nil
+        for token in specialTokens.keys {
+            let t = Array(token.utf8)
+            guard !t.isEmpty, b.count >= t.count else { continue }
+            var i = from
+            let limit = best.map { $0.0 } ?? (b.count - t.count)
+            while i <= min(limit, b.count - t.count) {
+                if b[i] == t[0] {
+                    var k = 1
+                    while k < t.count && b[i + k] == t[k] { k += 1 }
+                    if k == t.count {
+                        if best == nil || i < best!.0 || (i == best!.0 && t.count > best!.1.utf8.count) { best = (i, token) }
+                        break
+                    }
+                }
+                i += 1
+            }
+        }
+        return best
+    }
+
+    // MARK: Decoding
+
+    /// Bytes of a token sequence (special tokens as their text).
+    public func decodeBytes(_ ids: [Int32]) throws -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(ids.count * 4)
+        for id in ids {
+            guard id >= 0, Int(id) < tokenBytes.count else { throw TokenizerError.invalidTokenID(Int(id), vocabularySize: tokenBytes.count) }
+            out += tokenBytes[Int(id)]
+        }
+        return out
+    }
+
+    /// Text of a token sequence; invalid UTF-8 (a character cut between tokens) becomes U+FFFD.
+    public func decode(_ ids: [Int32]) throws -> String {
+        String(decoding: try decodeBytes(ids), as: UTF8.self)
+    }
+}
+
+/// A binary min-heap of (rank, position), ordered by rank then position (leftmost first), as
+/// BPE requires for equal ranks.
+struct MinHeap {
+    private var items: [UInt64] = []
+
+    mutating func push(_ rank: Int32, _ position: Int32) {
+        items.append(UInt64(UInt32(rank)) << 32 | UInt64(UInt32(position)))
+        var i = items.count - 1
+        while i > 0 {
+            let p = (i - 1) / 2
+            if items[p] <= items[i] { break }
+            items.swapAt(p, i)
+            i = p
+        }
+    }
+
+    mutating func pop() -> (Int32, Int32)? {
+        guard let top = items.first else { return nil }
+        let last = items.removeLast()
+        if !items.isEmpty {
+            items[0] = last
+            var i = 0
+            let n = items.count
+            while true {
+                let l = 2 * i + 1, r = l + 1
+                var m = i
+                if l < n && items[l] < items[m] { m = l }
+                if r < n && items[r] < items[m] { m = r }
+                if m == i { break }
+                items.swapAt(m, i)
+                i = m
+            }
+        }
+        return (Int32(top >> 32), Int32(truncatingIfNeeded: top & 0xFFFF_FFFF))
+    }
+}
