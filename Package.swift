@@ -37,7 +37,7 @@ let package = Package(
         .target(name: "Model", dependencies: ["Compute"], swiftSettings: optimise),
         .executableTarget(
             name: "swiftgpt",
-            dependencies: ["Model", "Compute", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["Model", "Compute", "Tokenizer", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: optimise),
         .testTarget(name: "ComputeTests", dependencies: ["Compute"]),
         .testTarget(name: "TokenizerTests", dependencies: ["Tokenizer"], exclude: ["Fixtures"]),

@@ -10,6 +10,6 @@ struct BenchCommand: AsyncParsableCommand {
             exactly one JSON object on the last line of stdout. Compare with the PyTorch peer scripts \
             in Tools/reference/ run on the same machine.
             """,
-        subcommands: [BenchMatmulCommand.self, BenchTrainCommand.self]
+        subcommands: [BenchMatmulCommand.self, BenchTrainCommand.self, BenchTokenizerCommand.self]
     )
 }
