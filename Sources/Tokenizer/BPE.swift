@@ -1,6 +1,6 @@
 // Byte-level BPE: the vocabulary, merges, encoding and decoding.
 //
-// Token ids: every token is a byte string. Merge r joins tokens (left, right) into `mergeResult[r]`;
+// Token ids: every token is a byte string. Merge r joins tokens (left, right) into its result;
 // a lower rank merges first. Encoding a piece starts from its bytes' tokens and repeatedly applies
 // the lowest-ranked adjacent merge (the same result as tiktoken's lowest-rank-first and Hugging
 // Face's merge-order BPE when ranks follow merge order).
@@ -12,8 +12,8 @@ public struct BPE: Sendable {
     public let byteTokens: [Int32]
     /// Merges in rank order: (left, right) -> result.
     public private(set) var merges: [(left: Int32, right: Int32, result: Int32)]
-    /// (left << 32 | right) -> rank.
-    private var mergeRanks: [UInt64: Int32]
+    /// (left, right) -> (rank, result), for encoding.
+    private let table: MergeTable
     /// Special tokens: text -> id.
     public private(set) var specialTokens: [String: Int32]
     public let pattern: SplitPattern
@@ -31,97 +31,39 @@ public struct BPE: Sendable {
         if let missing = byteTokens.firstIndex(of: -1) {
             throw TokenizerError.malformedFile(path: source, reason: "byte 0x\(String(missing, radix: 16)) has no token; byte-level BPE needs all 256")
         }
-        var ranks: [UInt64: Int32] = [:]
-        ranks.reserveCapacity(merges.count)
         for (r, m) in merges.enumerated() {
             let n = Int32(tokenBytes.count)
             guard m.left >= 0, m.left < n, m.right >= 0, m.right < n, m.result >= 0, m.result < n,
                   tokenBytes[Int(m.left)] + tokenBytes[Int(m.right)] == tokenBytes[Int(m.result)]
             else { throw TokenizerError.malformedFile(path: source, reason: "merge \(r) (\(m.left), \(m.right)) -> \(m.result) is inconsistent with the vocabulary") }
-            let key = UInt64(UInt32(m.left)) << 32 | UInt64(UInt32(m.right))
-            if ranks[key] == nil { ranks[key] = Int32(r) }
         }
         self.tokenBytes = tokenBytes
         self.byteTokens = byteTokens
         self.merges = merges
-        self.mergeRanks = ranks
+        self.table = MergeTable(merges, byteTokens: byteTokens)
         self.specialTokens = specialTokens
         self.pattern = pattern
     }
 
     @inline(__always)
     func rank(_ left: Int32, _ right: Int32) -> Int32? {
-        mergeRanks[UInt64(UInt32(left)) << 32 | UInt64(UInt32(right))]
+        let v = table.lookup(left, right)
+        return v == MergeTable.missing ? nil : Int32(truncatingIfNeeded: v >> 32)
     }
 
     // MARK: Encoding
 
     /// Appends the tokens of one pre-tokenized piece.
+    @inline(__always)
     public func encodePiece(_ piece: UnsafeBufferPointer<UInt8>, into out: inout [Int32]) {
-        let n = piece.count
-        if n == 0 { return }
-        if n == 1 { out.append(byteTokens[Int(piece[0])]); return }
-        if n <= 48 {
-            encodeSmall(piece, into: &out)
-        } else {
-            encodeLarge(piece, into: &out)
-        }
-    }
-
-    /// Short pieces: rescan for the best pair after every merge (cheap for a few dozen tokens).
-    private func encodeSmall(_ piece: UnsafeBufferPointer<UInt8>, into out: inout [Int32]) {
-        withUnsafeTemporaryAllocation(of: Int32.self, capacity: piece.count) { ids in
-            var count = piece.count
-            for i in 0..<count { ids[i] = byteTokens[Int(piece[i])] }
-            while count > 1 {
-                var bestRank = Int32.max, bestAt = -1
-                for i in 0..<(count - 1) {
-                    if let r = rank(ids[i], ids[i + 1]), r < bestRank { bestRank = r; bestAt = i }
-                }
-                if bestAt < 0 { break }
-                ids[bestAt] = merges[Int(bestRank)].result
-                for j in (bestAt + 1)..<(count - 1) { ids[j] = ids[j + 1] }
-                count -= 1
-            }
-            for i in 0..<count { out.append(ids[i]) }
-        }
-    }
-
-    /// Long pieces (e.g. a megabyte of one letter): a doubly linked list of tokens and a binary heap
-    /// of candidate merges, O(n log n).
-    private func encodeLarge(_ piece: UnsafeBufferPointer<UInt8>, into out: inout [Int32]) {
-        let n = piece.count
-        var ids = piece.map { byteTokens[Int($0)] }
-        var prev = Array(-1..<(n - 1))
-        var next = Array(1...n)
-        next[n - 1] = -1
-        var alive = [Bool](repeating: true, count: n)
-        // Heap entries: (rank, position) — position is the left token of the pair.
-        var heap = MinHeap()
-        for i in 0..<(n - 1) { if let r = rank(ids[i], ids[i + 1]) { heap.push(r, Int32(i)) } }
-        while let (r, pos32) = heap.pop() {
-            let i = Int(pos32)
-            guard alive[i] else { continue }
-            let j = next[i]
-            guard j >= 0, rank(ids[i], ids[j]) == r else { continue }  // stale entry
-            ids[i] = merges[Int(r)].result
-            alive[j] = false
-            let k = next[j]
-            next[i] = k
-            if k >= 0 { prev[k] = i }
-            let p = prev[i]
-            if p >= 0, let pr = rank(ids[p], ids[i]) { heap.push(pr, Int32(p)) }
-            if k >= 0, let nr = rank(ids[i], ids[k]) { heap.push(nr, Int32(i)) }
-        }
-        var i = 0
-        while i >= 0 { out.append(ids[i]); i = next[i] }
+        table.encodePiece(piece, into: &out)
     }
 
     /// Encodes bytes: pre-tokenizes, then BPE per piece. Special tokens are plain text here.
     public func encodeOrdinary(_ bytes: UnsafeBufferPointer<UInt8>, into out: inout [Int32]) {
-        let splitter = PreTokenizer(pattern: pattern)
-        for range in splitter.split(bytes) {
-            encodePiece(UnsafeBufferPointer(rebasing: bytes[range]), into: &out)
+        let table = self.table
+        PreTokenizer(pattern: pattern).forEachPiece(bytes) { range in
+            table.encodePiece(UnsafeBufferPointer(rebasing: bytes[range]), into: &out)
         }
     }
 

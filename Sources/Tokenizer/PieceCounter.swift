@@ -111,7 +111,7 @@ public struct PieceCounts: Sendable {
             guard lo < hi else { return }
             let slice = UnsafeBufferPointer(rebasing: source.buffer[lo..<hi])
             var local = PieceCounts()
-            for range in PreTokenizer(pattern: pattern).split(slice) {
+            PreTokenizer(pattern: pattern).forEachPiece(slice) { range in
                 local.add(UnsafeBufferPointer(rebasing: slice[range]))
             }
             base.pointer[p] = local

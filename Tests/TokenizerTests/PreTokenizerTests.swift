@@ -35,10 +35,15 @@ final class PreTokenizerTests: XCTestCase {
                 let text = Self.hexBytes(c.text)
                 let expected = (pattern == .gpt2 ? c.gpt2 : c.gpt4).map(Self.hexBytes)
                 let got = splitter.split(text)
-                if got != expected {
+                let fast: [[UInt8]] = text.withUnsafeBufferPointer { buffer in
+                    var pieces: [[UInt8]] = []
+                    splitter.forEachPiece(buffer) { pieces.append(Array(buffer[$0])) }
+                    return pieces
+                }
+                if got != expected || fast != expected {
                     failures += 1
                     if failures <= 10 {
-                        XCTFail("\(pattern) '\(c.name)': got \(got.map { String(decoding: $0, as: UTF8.self).debugDescription }) expected \(expected.map { String(decoding: $0, as: UTF8.self).debugDescription })")
+                        XCTFail("\(pattern) '\(c.name)': fast \(fast.map { String(decoding: $0, as: UTF8.self).debugDescription }) got \(got.map { String(decoding: $0, as: UTF8.self).debugDescription }) expected \(expected.map { String(decoding: $0, as: UTF8.self).debugDescription })")
                     }
                 }
             }
@@ -55,7 +60,12 @@ final class PreTokenizerTests: XCTestCase {
                 bytes.append(UInt8(truncatingIfNeeded: state >> 56))
             }
             for pattern in SplitPattern.allCases {
-                XCTAssertEqual(PreTokenizer(pattern: pattern).split(bytes).flatMap { $0 }, bytes)
+                let splitter = PreTokenizer(pattern: pattern)
+                let reference = splitter.split(bytes)
+                XCTAssertEqual(reference.flatMap { $0 }, bytes)
+                var fast: [[UInt8]] = []
+                bytes.withUnsafeBufferPointer { buffer in splitter.forEachPiece(buffer) { fast.append(Array(buffer[$0])) } }
+                XCTAssertEqual(fast, reference, "byte scanner and unit scanner agree")
             }
         }
     }
