@@ -22,7 +22,9 @@ public struct BPE: Sendable {
 
     /// Builds a tokenizer from byte strings and merges. `tokenBytes` must contain all 256 single
     /// bytes; each merge's result must be the concatenation of its parts.
-    public init(tokenBytes: [[UInt8]], merges: [(left: Int32, right: Int32, result: Int32)],
+    /// `ranks` gives each merge's priority (lower first; equal ranks go to the leftmost pair, as in
+    /// tiktoken); by default a merge's rank is its position in `merges`.
+    public init(tokenBytes: [[UInt8]], merges: [(left: Int32, right: Int32, result: Int32)], ranks: [Int32]? = nil,
                 specialTokens: [String: Int32], pattern: SplitPattern, source: String = "<memory>") throws {
         var byteTokens = [Int32](repeating: -1, count: 256)
         for (id, bytes) in tokenBytes.enumerated() where bytes.count == 1 && !specialTokens.values.contains(Int32(id)) {
@@ -40,7 +42,7 @@ public struct BPE: Sendable {
         self.tokenBytes = tokenBytes
         self.byteTokens = byteTokens
         self.merges = merges
-        self.table = MergeTable(merges, byteTokens: byteTokens)
+        self.table = MergeTable(merges, ranks: ranks, byteTokens: byteTokens)
         self.specialTokens = specialTokens
         self.pattern = pattern
     }

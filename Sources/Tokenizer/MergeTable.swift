@@ -11,7 +11,7 @@ final class MergeTable: @unchecked Sendable {
     private let byteTokens: UnsafeMutablePointer<Int32>
     static let missing = UInt64.max
 
-    init(_ merges: [(left: Int32, right: Int32, result: Int32)], byteTokens bytes: [Int32]) {
+    init(_ merges: [(left: Int32, right: Int32, result: Int32)], ranks: [Int32]?, byteTokens bytes: [Int32]) {
         byteTokens = .allocate(capacity: 256)
         for b in 0..<256 { byteTokens[b] = bytes[b] }
         var capacity = 16
@@ -23,7 +23,8 @@ final class MergeTable: @unchecked Sendable {
         values.initialize(repeating: 0, count: capacity)
         mask = capacity - 1
         shift = 64 - bits
-        for (rank, m) in merges.enumerated() {
+        for (index, m) in merges.enumerated() {
+            let rank = ranks?[index] ?? Int32(index)
             let key = UInt64(UInt32(m.left)) << 32 | UInt64(UInt32(m.right))
             var s = slot(key)
             while keys[s] != UInt64.max && keys[s] != key { s = (s + 1) & mask }
