@@ -139,10 +139,14 @@ struct TokenizerInspectCommand: AsyncParsableCommand {
         let colours = ["\u{1B}[30;46m", "\u{1B}[30;43m"]
         let tty = isatty(1) == 1
         var line = ""
-        for (i, id) in ids.enumerated() {
+        var shownCount = 0
+        for id in ids {
+            // A character split over several tokens is shown once, with the token that completes it.
             let piece = try decoder.push(id)
+            if piece.isEmpty { continue }
             let shown = piece.split(separator: "\n", omittingEmptySubsequences: false).joined(separator: "↵\n")
-            line += tty ? colours[i % 2] + shown + "\u{1B}[0m" : (i == 0 ? "" : "|") + shown
+            line += tty ? colours[shownCount % 2] + shown + "\u{1B}[0m" : (shownCount == 0 ? "" : "|") + shown
+            shownCount += 1
         }
         line += decoder.finish()
         print(line)
