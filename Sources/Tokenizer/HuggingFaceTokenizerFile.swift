@@ -25,7 +25,7 @@ extension BPE {
             version: "1.0",
             addedTokens: added,
             preTokenizer: HFPreTokenizer(type: "Sequence", pretokenizers: [
-                HFPreTokenizer(type: "Split", pattern: HFPattern(regex: pattern.regex), behavior: "Isolated", invert: false),
+                HFPreTokenizer(type: "Split", pattern: HFPattern(regex: pattern.huggingFaceRegex), behavior: "Isolated", invert: false),
                 HFPreTokenizer(type: "ByteLevel", addPrefixSpace: false, trimOffsets: true, useRegex: false),
             ]),
             decoder: HFDecoder(type: "ByteLevel", addPrefixSpace: true, trimOffsets: true, useRegex: true),
@@ -114,10 +114,7 @@ extension BPE {
     static func detectPattern(_ pre: HFPreTokenizer?, path: String) throws -> SplitPattern {
         guard let pre else { throw TokenizerError.unsupportedFormat(path: path, reason: "no pre_tokenizer (byte-level BPE needs one)") }
         func fromRegex(_ regex: String) throws -> SplitPattern {
-            if let p = SplitPattern.allCases.first(where: { $0.regex == regex }) { return p }
-            if regex == #"'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]++[\r\n]*|\s*[\r\n]|\s+(?!\S)|\s+"# {
-                return .gpt4  // older spelling of cl100k; differs only for whitespace at the very end
-            }
+            if let p = SplitPattern.allCases.first(where: { $0.equivalentRegexes.contains(regex) }) { return p }
             throw TokenizerError.unsupportedFormat(path: path, reason: "split regex \(regex.debugDescription) is not one SwiftGPT reproduces (gpt2, gpt4)")
         }
         switch pre.type {

@@ -16,7 +16,28 @@ public enum SplitPattern: String, Codable, Sendable, CaseIterable {
     case gpt2
     case gpt4
 
-    /// The regular expression this scanner reproduces (written to tokenizer.json for Hugging Face).
+    /// Other spellings of the same split (older tiktoken, and the form Hugging Face's regex engine
+    /// accepts); files using any of them load as this pattern.
+    public var equivalentRegexes: [String] {
+        switch self {
+        case .gpt2: return [regex]
+        case .gpt4:
+            return [regex, huggingFaceRegex,
+                    #"'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]++[\r\n]*|\s++$|\s*[\r\n]|\s+(?!\S)|\s+"#]
+        }
+    }
+
+    /// The spelling written to tokenizer.json: Hugging Face's engine rejects the possessive
+    /// `{1,3}+`, and the greedy `{1,3}` matches the same pieces here.
+    public var huggingFaceRegex: String {
+        switch self {
+        case .gpt2: return regex
+        case .gpt4:
+            return #"'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}++|\p{N}{1,3}| ?[^\s\p{L}\p{N}]++[\r\n]*+|\s++$|\s*[\r\n]|\s+(?!\S)|\s"#
+        }
+    }
+
+    /// The regular expression this scanner reproduces (tiktoken's spelling).
     public var regex: String {
         switch self {
         case .gpt2:
