@@ -5,6 +5,16 @@
 // the lowest-ranked adjacent merge (the same result as tiktoken's lowest-rank-first and Hugging
 // Face's merge-order BPE when ranks follow merge order).
 
+import Dispatch
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+func systemCoreCount() -> Int { max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))) }
+
 public struct BPE: Sendable {
     /// Bytes of every token, by id (special tokens included, as their UTF-8 text).
     public private(set) var tokenBytes: [[UInt8]]
@@ -97,6 +107,24 @@ public struct BPE: Sendable {
             encodeOrdinary(UnsafeBufferPointer(rebasing: buffer[start...]), into: &out)
         }
         return out
+    }
+
+    /// Encodes many texts on all cores (each text on one thread; results in input order).
+    public func encodeBatch(_ texts: [String], allowedSpecial: Set<String> = [], threads: Int? = nil) throws -> [[Int32]] {
+        let results = UnsafeMutablePointer<Result<[Int32], any Error>>.allocate(capacity: texts.count)
+        results.initialize(repeating: .success([]), count: texts.count)
+        defer { results.deinitialize(count: texts.count); results.deallocate() }
+        let box = UnsafeSendable(pointer: results)
+        let workers = max(1, min(threads ?? systemCoreCount(), texts.count))
+        let me = self
+        DispatchQueue.concurrentPerform(iterations: workers) { w in
+            var i = w
+            while i < texts.count {
+                box.pointer[i] = Result { try me.encode(texts[i], allowedSpecial: allowedSpecial) }
+                i += workers
+            }
+        }
+        return try (0..<texts.count).map { try results[$0].get() }
     }
 
     /// Earliest special token occurrence at or after `from` (longest token on ties).

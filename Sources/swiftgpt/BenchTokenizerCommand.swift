@@ -19,6 +19,8 @@ struct BenchTokenizerCommand: AsyncParsableCommand {
     @Option(help: "Vocabulary size when training.") var vocabSize: Int = 4096
     @Option(help: "Split pattern when training: gpt2 or gpt4.") var pattern: String = "gpt4"
     @Option(help: "Timed repetitions (median reported).") var repeats: Int = 3
+    @Option(name: .customLong("documents"), help: "Split the input into about this many documents at blank lines.")
+    var documentCount: Int = 1000
     @Flag(help: "Print one JSON object on the last line.") var json = false
 
     func run() async throws {
@@ -35,12 +37,13 @@ struct BenchTokenizerCommand: AsyncParsableCommand {
             bpe = try BPETrainer(vocabularySize: vocabSize, pattern: split, specialTokens: ChatTokens.all).train(counts)
             trainSeconds = Clock.now() - t0
         }
-        // Documents: cut at blank lines.
+        // About --documents documents, each cut at a blank line (as the Python peer does).
         var documents: [Range<Int>] = []
+        let target = max(1, text.count / max(1, documentCount))
         var start = 0
         var i = 0
         while i + 1 < text.count {
-            if text[i] == 0x0A && text[i + 1] == 0x0A {
+            if i - start >= target && text[i] == 0x0A && text[i + 1] == 0x0A {
                 documents.append(start..<(i + 2))
                 start = i + 2
                 i += 2
@@ -49,7 +52,7 @@ struct BenchTokenizerCommand: AsyncParsableCommand {
             }
         }
         if start < text.count { documents.append(start..<text.count) }
-        let megabytes = Double(text.count) / 1_048_576
+        let megabytes = Double(text.count) / 1e6  // MB (10^6 bytes), as the Python peer reports
         var tokenCount = 0
         func timeOne() -> Double {
             let t0 = Clock.now()

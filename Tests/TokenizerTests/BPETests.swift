@@ -153,3 +153,13 @@ final class BPETests: XCTestCase {
         XCTAssertTrue(prompt.mask.allSatisfy { $0 == 0 })
     }
 }
+
+final class BatchTests: XCTestCase {
+    func testBatchEncodingEqualsOneByOne() throws {
+        var counts = PieceCounts()
+        Array(BPETests.corpus.utf8).withUnsafeBufferPointer { counts.count($0, pattern: .gpt4, threads: 1) }
+        let bpe = try BPETrainer(vocabularySize: 380, pattern: .gpt4).train(counts)
+        let texts = BPETests.corpus.split(separator: "\n").map(String.init) + ["", "x"]
+        XCTAssertEqual(try bpe.encodeBatch(texts, threads: 3), try texts.map { try bpe.encode($0) })
+    }
+}

@@ -65,3 +65,23 @@ final class ParityTests: XCTestCase {
         }
     }
 }
+
+final class SwiftTrainedInHFTests: XCTestCase {
+    struct Check: Decodable {
+        let identical_ids: Bool
+        let hf_decode_roundtrip: Bool
+        let hf_ids: [Int32]
+    }
+
+    /// A tokenizer trained by SwiftGPT, encoded by Hugging Face tokenizers (ids recorded by
+    /// Tools/reference/check_swift_tokenizer.py), encodes identically here.
+    func testOurTrainedTokenizerEncodesAsHuggingFaceDoes() throws {
+        let dir = ParityTests.fixtures
+        let check = try JSONDecoder().decode(Check.self, from: Data(contentsOf: URL(fileURLWithPath: dir + "swift_trained_in_hf.json")))
+        XCTAssertTrue(check.identical_ids)
+        XCTAssertTrue(check.hf_decode_roundtrip)
+        let bpe = try BPE.loadHuggingFace(path: dir + "swift_trained_gpt4.json")
+        let text = String(decoding: try Data(contentsOf: URL(fileURLWithPath: dir + "parity_text.txt")), as: UTF8.self)
+        XCTAssertEqual(try bpe.encode(text), check.hf_ids)
+    }
+}
