@@ -20,6 +20,7 @@ let package = Package(
         .library(name: "Compute", targets: ["Compute"]),
         .library(name: "Model", targets: ["Model"]),
         .library(name: "Tokenizer", targets: ["Tokenizer"]),
+        .library(name: "Training", targets: ["Training"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -35,11 +36,14 @@ let package = Package(
             linkerSettings: [.linkedFramework("Accelerate", .when(platforms: [.macOS]))]),
         // GPT configuration, parameter/activation layouts, forward/backward, safetensors I/O.
         .target(name: "Model", dependencies: ["Compute"], swiftSettings: optimise),
+        // Data shards and loaders, schedules, the training loops, checkpoints, metrics.
+        .target(name: "Training", dependencies: ["Model", "Compute", "Tokenizer"], swiftSettings: optimise),
         .executableTarget(
             name: "swiftgpt",
-            dependencies: ["Model", "Compute", "Tokenizer", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["Model", "Compute", "Tokenizer", "Training", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: optimise),
         .testTarget(name: "ComputeTests", dependencies: ["Compute"]),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "Model", "Compute", "Tokenizer"]),
         .testTarget(name: "TokenizerTests", dependencies: ["Tokenizer"], exclude: ["Fixtures"]),
         .testTarget(name: "ModelTests", dependencies: ["Model", "Compute"], exclude: ["Fixtures"]),
     ]

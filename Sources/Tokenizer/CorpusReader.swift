@@ -49,6 +49,14 @@ public struct CorpusReader {
     /// Calls `body` with blocks of text (about `blockSize` bytes, cut after a newline for .txt; one
     /// or more whole documents for .jsonl) and the number of file bytes consumed so far.
     public func forEachBlock(blockSize: Int = 8 << 20, _ body: (UnsafeBufferPointer<UInt8>, Int) throws -> Void) throws {
+        try forEachDocumentPart(blockSize: blockSize) { part, _, consumed in try body(part, consumed) }
+    }
+
+    /// Calls `body` with parts of documents in order: a .txt file is one document (given in blocks
+    /// cut after newlines), each .jsonl line is one document (its `text`). `endsDocument` is true on
+    /// the last part of each document.
+    public func forEachDocumentPart(blockSize: Int = 8 << 20,
+                                    _ body: (UnsafeBufferPointer<UInt8>, _ endsDocument: Bool, _ consumed: Int) throws -> Void) throws {
         var consumed = 0
         for path in files {
             guard let file = fopen(path, "rb") else {
@@ -59,13 +67,13 @@ public struct CorpusReader {
             var carry: [UInt8] = []
             var buffer = [UInt8](repeating: 0, count: blockSize)
             var lineNumber = 0
+            var pendingText: [UInt8]? = nil  // .txt: hold one block back to know which is last
             while true {
                 let n = buffer.withUnsafeMutableBytes { fread($0.baseAddress, 1, blockSize, file) }
                 if n == 0 { break }
                 consumed += n
                 var block = carry
                 block.append(contentsOf: buffer[0..<n])
-                // Keep the unfinished last line for the next block.
                 if let lastNewline = block.lastIndex(of: 0x0A) {
                     carry = Array(block[(lastNewline + 1)...])
                     block.removeSubrange((lastNewline + 1)...)
@@ -76,26 +84,25 @@ public struct CorpusReader {
                 if isJSONL {
                     try emitJSONL(block, path: path, lineNumber: &lineNumber, consumed: consumed, body)
                 } else {
-                    try block.withUnsafeBufferPointer { try body($0, consumed) }
+                    if let previous = pendingText { try previous.withUnsafeBufferPointer { try body($0, false, consumed) } }
+                    pendingText = block
                 }
             }
             if ferror(file) != 0 { throw TokenizerError.unreadableFile(path: path, reason: "read error") }
-            if !carry.isEmpty {
-                if isJSONL {
-                    try emitJSONL(carry, path: path, lineNumber: &lineNumber, consumed: consumed, body)
-                } else {
-                    try carry.withUnsafeBufferPointer { try body($0, consumed) }
-                }
+            if isJSONL {
+                if !carry.isEmpty { try emitJSONL(carry, path: path, lineNumber: &lineNumber, consumed: consumed, body) }
+            } else {
+                let last = (pendingText ?? []) + carry
+                try last.withUnsafeBufferPointer { try body($0, true, consumed) }
             }
         }
     }
 
     private struct Document: Decodable { let text: String? }
 
-    /// Extracts the `text` field of each line; documents are joined with a blank line.
+    /// Extracts the `text` field of each line: one document each.
     private func emitJSONL(_ block: [UInt8], path: String, lineNumber: inout Int, consumed: Int,
-                           _ body: (UnsafeBufferPointer<UInt8>, Int) throws -> Void) throws {
-        var out: [UInt8] = []
+                           _ body: (UnsafeBufferPointer<UInt8>, Bool, Int) throws -> Void) throws {
         let decoder = JSONDecoder()
         for line in block.split(separator: 0x0A, omittingEmptySubsequences: false) {
             lineNumber += 1
@@ -107,9 +114,8 @@ public struct CorpusReader {
             guard let text = document.text else {
                 throw TokenizerError.malformedFile(path: path, reason: "line \(lineNumber) has no \"text\" field")
             }
-            out += text.utf8
-            out += [0x0A, 0x0A]
+            let bytes = Array(text.utf8)
+            try bytes.withUnsafeBufferPointer { try body($0, true, consumed) }
         }
-        if !out.isEmpty { try out.withUnsafeBufferPointer { try body($0, consumed) } }
     }
 }
