@@ -226,6 +226,17 @@ public final class GPT: @unchecked Sendable {
         return out
     }
 
+    /// Logits (V, unpadded) of one position of the last forward (inference forward only).
+    public func logits(batch b: Int, position t: Int) -> [Float] {
+        precondition(!lastForwardHadGradient, "logits were replaced by their gradient; run forward without weights")
+        precondition(b < batchSize && t < sequenceLength, "position outside the last forward")
+        let V = config.vocabSize, Vp = config.paddedVocabSize
+        let buffer = activations![2 + 13 * config.layers + 3].slice((b * sequenceLength + t) * Vp, V)
+        var out = [Float](repeating: 0, count: V)
+        out.withUnsafeMutableBufferPointer { backend.download(buffer, into: $0) }
+        return out
+    }
+
     /// Per-token losses of the last forward with targets, (B, T).
     public func tokenLosses() -> [Float] {
         let N = batchSize * sequenceLength
@@ -349,6 +360,34 @@ public final class GPT: @unchecked Sendable {
     }
 
     // MARK: Host access
+
+    /// Creates the AdamW moment arenas now (zero) if they do not exist yet.
+    public func ensureOptimizerState() throws {
+        if firstMoments == nil {
+            firstMoments = try Arena(backend: backend, entries: parameters.entries)
+            secondMoments = try Arena(backend: backend, entries: parameters.entries)
+        }
+    }
+
+    /// Every tensor of an arena, copied to the host, in table order.
+    public func hostTensors(_ arena: Arena) -> [(name: String, shape: [Int], values: [Float])] {
+        arena.entries.enumerated().map { i, e in
+            var host = [Float](repeating: 0, count: e.count)
+            host.withUnsafeMutableBufferPointer { backend.download(arena[i], into: $0) }
+            return (e.name, e.shape, host)
+        }
+    }
+
+    /// Overwrites every tensor of an arena from host values keyed by name (all must be present).
+    public func loadTensors(into arena: Arena, _ lookup: (String) throws -> [Float]) throws {
+        for (i, e) in arena.entries.enumerated() {
+            let values = try lookup(e.name)
+            guard values.count == e.count else {
+                throw ModelError.shapeMismatch("\(e.name): expected \(e.count) values, found \(values.count)")
+            }
+            values.withUnsafeBufferPointer { backend.upload($0, to: arena[i]) }
+        }
+    }
 
     /// A parameter tensor copied to the host.
     public func parameter(_ name: String) -> [Float]? { read(parameters, name) }

@@ -1,0 +1,125 @@
+import ArgumentParser
+import Compute
+import Training
+
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+
+struct TrainCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "train",
+        abstract: "Pre-train a GPT on prepared token shards.",
+        discussion: """
+            Every hyper-parameter can be a flag or a key of --config FILE.json (keys: layers, heads, \
+            width, context, dropout, batch_size, grad_accum, iterations, lr, min_lr, warmup, decay, \
+            weight_decay, beta1, beta2, grad_clip, seed, eval_every, eval_batches, checkpoint_every, \
+            sample_tokens); flags override the file. Defaults are nanoGPT's CPU shakespeare_char run \
+            (4 layers, 4 heads, width 128, context 64, batch 12, 2000 iterations, lr 1e-3 → 1e-4 cosine \
+            after 100 warm-up steps, betas 0.9/0.99, weight decay 0.1, clip 1.0). Writes RUN/metrics.jsonl, \
+            RUN/loss.svg, RUN/last/ and RUN/best/ checkpoints (model.safetensors, config.json, \
+            tokenizer.json, optimizer.safetensors, state.json). --resume continues RUN/last bit for bit.
+            """
+    )
+
+    @Option(name: .long, help: "Prepared data folder (from `swiftgpt prepare`).") var data: String
+    @Option(name: .long, help: "Run folder for checkpoints and metrics.") var out: String
+    @Option(name: .long, help: "JSON file of hyper-parameters.") var config: String?
+    @Option(name: .long) var layers: Int?
+    @Option(name: .long) var heads: Int?
+    @Option(name: .long) var width: Int?
+    @Option(name: .long) var context: Int?
+    @Option(name: .long) var batchSize: Int?
+    @Option(name: .long) var gradAccum: Int?
+    @Option(name: .long) var iterations: Int?
+    @Option(name: .long) var lr: Float?
+    @Option(name: .long) var minLr: Float?
+    @Option(name: .long) var warmup: Int?
+    @Option(name: .long, help: "cosine or linear") var decay: String?
+    @Option(name: .long) var weightDecay: Float?
+    @Option(name: .long) var beta1: Float?
+    @Option(name: .long) var beta2: Float?
+    @Option(name: .long, help: "Clip gradients to this global norm (0: off).") var gradClip: Float?
+    @Option(name: .long) var dropout: Float?
+    @Option(name: .long) var seed: UInt64?
+    @Option(name: .long, help: "Evaluate (and checkpoint) every N steps.") var evalEvery: Int?
+    @Option(name: .long, help: "Batches per evaluation.") var evalBatches: Int?
+    @Option(name: .long, help: "Also checkpoint every N steps (0: only at evaluations and the end).") var checkpointEvery: Int?
+    @Flag(name: .long, help: "Continue RUN/last.") var resume = false
+    @Option(name: .long, help: "Start from another run's weights.") var initFrom: String?
+    @Option(name: .long, help: "cpu (cuda arrives with the CUDA backend).") var device: String = "cpu"
+
+    func run() async throws {
+        guard device == "cpu" else { throw ValidationError("--device \(device) is not available in this build; use cpu") }
+        var c = TrainConfig()
+        if let config {
+            guard let data = try? Data(contentsOf: URL(fileURLWithPath: config)) else { throw ValidationError("cannot read --config \(config)") }
+            do { c = try JSONDecoder().decode(TrainConfig.self, from: data) } catch {
+                throw ValidationError("--config \(config) is not a valid config file: \(error)")
+            }
+        }
+        if let layers { c.layers = layers }
+        if let heads { c.heads = heads }
+        if let width { c.width = width }
+        if let context { c.context = context }
+        if let batchSize { c.batchSize = batchSize }
+        if let gradAccum { c.gradAccum = gradAccum }
+        if let iterations { c.iterations = iterations }
+        if let lr { c.lr = lr }
+        if let minLr { c.minLR = minLr }
+        if let warmup { c.warmup = warmup }
+        if let decay { c.decay = decay }
+        if let weightDecay { c.weightDecay = weightDecay }
+        if let beta1 { c.beta1 = beta1 }
+        if let beta2 { c.beta2 = beta2 }
+        if let gradClip { c.gradClip = gradClip }
+        if let dropout { c.dropout = dropout }
+        if let seed { c.seed = seed }
+        if let evalEvery { c.evalEvery = evalEvery }
+        if let evalBatches { c.evalBatches = evalBatches }
+        if let checkpointEvery { c.checkpointEvery = checkpointEvery }
+        let trainer = Trainer(config: c, dataDirectory: data, runDirectory: out)
+        trainer.resume = resume
+        trainer.initFrom = initFrom
+        let summary = try trainer.run()
+        print("trained \(summary.steps) steps in \(fmt(summary.seconds)) s (\(fmt(summary.tokensPerSecond, 0)) tok/s); "
+              + "final train loss \(fmt(summary.finalTrainLoss, 4)), val loss \(summary.finalValLoss.map { fmt($0, 4) } ?? "-"), "
+              + "best val \(summary.bestValLoss.map { fmt($0, 4) } ?? "-"); checkpoints in \(out)")
+    }
+}
+
+struct SampleCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sample",
+        abstract: "Generate text from a trained model (simple sampler; `generate` adds every control).",
+        aliases: ["generate"]
+    )
+    @Option(name: .long, help: "A run folder or checkpoint folder.") var model: String
+    @Option(name: .long, help: "Text to continue.") var prompt: String = ""
+    @Option(name: .long) var maxTokens: Int = 200
+    @Option(name: .long, help: "0 = greedy.") var temperature: Float = 0.8
+    @Option(name: .long, help: "Keep the k most likely tokens (0: all).") var topK: Int = 200
+    @Option(name: .long) var seed: UInt64 = 1337
+    @Flag(name: .long, help: "Print {\"text\",\"ids\",\"finish_reason\"}.") var json = false
+
+    func run() async throws {
+        let loaded = try Checkpoint.load(model, backend: CPUBackend())
+        var ids = try loaded.codec.encode(prompt)
+        if ids.isEmpty { ids = loaded.codec.endOfText.map { [$0] } ?? [0] }
+        guard ids.count <= loaded.model.config.contextLength else {
+            throw ValidationError("the prompt is \(ids.count) tokens; the model's context is \(loaded.model.config.contextLength)")
+        }
+        let out = try SimpleSampler(temperature: temperature, topK: topK, seed: seed)
+            .generate(model: loaded.model, prompt: ids, maxTokens: maxTokens, stop: loaded.codec.endOfText)
+        let finished = out.last == loaded.codec.endOfText && loaded.codec.endOfText != nil
+        let text = try loaded.codec.decode(finished ? Array(out.dropLast()) : out)
+        if json {
+            struct Output: Encodable { let text: String; let ids: [Int32]; let finish_reason: String }
+            print(try jsonLine(Output(text: text, ids: out, finish_reason: finished ? "stop" : "length")))
+        } else {
+            print(prompt + text)
+        }
+    }
+}

@@ -1,0 +1,108 @@
+import Foundation
+import Model
+import XCTest
+@testable import Training
+
+final class TrainerTests: XCTestCase {
+    func prepared() throws -> String {
+        let dir = NSTemporaryDirectory() + "swiftgpt-trainer-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let text = String(repeating: "To be, or not to be, that is the question: whether 'tis nobler in the mind to suffer.\n", count: 40)
+        try text.write(toFile: dir + "/t.txt", atomically: true, encoding: .utf8)
+        _ = try DataPreparation(inputs: [dir + "/t.txt"], outputDirectory: dir + "/data", tokenizerPath: nil).run()
+        return dir
+    }
+
+    func tinyConfig() -> TrainConfig {
+        var c = TrainConfig()
+        c.layers = 2; c.heads = 2; c.width = 32; c.context = 16; c.batchSize = 4
+        c.iterations = 8; c.warmup = 2; c.evalEvery = 4; c.evalBatches = 2; c.sampleTokens = 8
+        c.lr = 3e-3; c.minLR = 3e-4; c.dropout = 0.1
+        return c
+    }
+
+    func losses(_ run: String) throws -> [Double] {
+        let text = try String(contentsOfFile: run + "/metrics.jsonl", encoding: .utf8)
+        return text.split(separator: "\n").compactMap { try? JSONDecoder().decode(MetricRecord.self, from: Data($0.utf8)).trainLoss }
+    }
+
+    func testResumeIsBitForBit() throws {
+        let dir = try prepared()
+        let straight = Trainer(config: tinyConfig(), dataDirectory: dir + "/data", runDirectory: dir + "/a")
+        straight.log = { _ in }
+        _ = try straight.run()
+
+        let first = Trainer(config: tinyConfig(), dataDirectory: dir + "/data", runDirectory: dir + "/b")
+        first.log = { _ in }
+        first.stopAfter = 4  // "interrupted" right after the step-4 checkpoint
+        _ = try first.run()
+        let second = Trainer(config: tinyConfig(), dataDirectory: dir + "/data", runDirectory: dir + "/b")
+        second.log = { _ in }
+        second.resume = true
+        _ = try second.run()
+
+        XCTAssertEqual(try losses(dir + "/a").count, 8)
+        XCTAssertEqual(try losses(dir + "/b"), try losses(dir + "/a"), "same loss trajectory, bit for bit")
+        let a = try Checkpoint.load(dir + "/a", backend: CPUBackendFactory.make(), prefer: ["last"])
+        let b = try Checkpoint.load(dir + "/b", backend: CPUBackendFactory.make(), prefer: ["last"])
+        XCTAssertEqual(a.model.parameter("h.1.mlp.c_fc.weight"), b.model.parameter("h.1.mlp.c_fc.weight"))
+        XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/a/loss.svg"))
+        XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/a/best/model.safetensors"))
+    }
+
+    func testInterruptedCheckpointSwapLeavesALoadableCheckpoint() throws {
+        let dir = try prepared()
+        let t = Trainer(config: tinyConfig(), dataDirectory: dir + "/data", runDirectory: dir + "/r")
+        t.log = { _ in }
+        _ = try t.run()
+        let fm = FileManager.default
+        // A crash half-way through writing: a partial .tmp folder is ignored.
+        try fm.createDirectory(atPath: dir + "/r/last.tmp", withIntermediateDirectories: true)
+        try Data("garbage".utf8).write(to: URL(fileURLWithPath: dir + "/r/last.tmp/model.safetensors"))
+        XCTAssertEqual(try Checkpoint.resolve(dir + "/r", prefer: ["last"]), dir + "/r/last")
+        // A crash between the two renames: only last.old exists.
+        try fm.moveItem(atPath: dir + "/r/last", toPath: dir + "/r/last.old")
+        let loaded = try Checkpoint.load(dir + "/r", backend: CPUBackendFactory.make(), prefer: ["last"])
+        XCTAssertEqual(loaded.directory, dir + "/r/last.old")
+    }
+
+    func testBadSettingsAndExistingRunsAreRejected() throws {
+        let dir = try prepared()
+        var c = tinyConfig()
+        c.lr = -1
+        XCTAssertThrowsError(try Trainer(config: c, dataDirectory: dir + "/data", runDirectory: dir + "/x").run())
+        c = tinyConfig()
+        c.heads = 3
+        XCTAssertThrowsError(try Trainer(config: c, dataDirectory: dir + "/data", runDirectory: dir + "/x").run()) {
+            XCTAssertTrue("\($0)".contains("divisible"))
+        }
+        let t = Trainer(config: tinyConfig(), dataDirectory: dir + "/data", runDirectory: dir + "/r")
+        t.log = { _ in }
+        _ = try t.run()
+        XCTAssertThrowsError(try Trainer(config: tinyConfig(), dataDirectory: dir + "/data", runDirectory: dir + "/r").run()) {
+            XCTAssertTrue("\($0)".contains("--resume"))
+        }
+        var other = tinyConfig()
+        other.width = 64
+        let resumeOther = Trainer(config: other, dataDirectory: dir + "/data", runDirectory: dir + "/r")
+        resumeOther.resume = true
+        XCTAssertThrowsError(try resumeOther.run()) { XCTAssertTrue("\($0)".contains("does not match")) }
+        XCTAssertThrowsError(try Trainer(config: tinyConfig(), dataDirectory: dir + "/nodata", runDirectory: dir + "/y").run()) {
+            XCTAssertTrue("\($0)".contains("prepare"))
+        }
+    }
+
+    func testLearningRateSchedule() {
+        var c = TrainConfig()
+        c.lr = 1e-3; c.minLR = 1e-4; c.warmup = 100; c.iterations = 2000
+        XCTAssertEqual(c.learningRate(at: 0), 1e-3 / 101, accuracy: 1e-9)
+        XCTAssertEqual(c.learningRate(at: 100), 1e-3, accuracy: 1e-7)
+        XCTAssertEqual(c.learningRate(at: 2000), 1e-4, accuracy: 1e-7)
+        XCTAssertEqual(c.learningRate(at: 1050), 5.5e-4, accuracy: 1e-6)
+        c.decay = "linear"
+        XCTAssertEqual(c.learningRate(at: 1050), 5.5e-4, accuracy: 1e-6)
+    }
+}
+
+import Compute
+enum CPUBackendFactory { static func make() -> CPUBackend { CPUBackend() } }
