@@ -148,6 +148,7 @@ public final class Trainer {
         var lastLoss = Double.nan, lastVal: Double? = nil
         var stepsThisRun = 0
         var tokensThisRun = 0
+        var sampler: GPT? = nil
         var lastCheckpoint: String? = fm.fileExists(atPath: runDirectory + "/last") ? runDirectory + "/last" : nil
 
         func evaluate(_ data: [Int32]) throws -> Double? {
@@ -220,9 +221,12 @@ public final class Trainer {
                 if let valLoss { valHistory.append((state.step, valLoss)) }
                 var sampleText = ""
                 if config.sampleTokens > 0 {
+                    // A one-row copy of the model samples, so the training buffers stay as they are.
+                    if sampler == nil { sampler = try GPT(config: gptConfig, backend: backend) }
+                    try sampler!.loadTensors(into: sampler!.parameters) { model.parameter($0)! }
                     let prompt: [Int32] = codec.endOfText.map { [$0] } ?? [(try? codec.encode("\n"))?.first ?? 0]
                     let ids = try SimpleSampler(temperature: 1, topK: 0, seed: config.seed).generate(
-                        model: model, prompt: prompt, maxTokens: min(config.sampleTokens, T), batchSize: B, stop: codec.endOfText)
+                        model: sampler!, prompt: prompt, maxTokens: min(config.sampleTokens, T), batchSize: 1, stop: codec.endOfText)
                     sampleText = (try? codec.decode(ids)) ?? ""
                 }
                 log("eval step \(state.step): train \(trainEval.map(f4) ?? "-") | val \(valLoss.map(f4) ?? "-")"

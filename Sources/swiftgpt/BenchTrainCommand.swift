@@ -22,6 +22,7 @@ struct BenchTrainCommand: AsyncParsableCommand {
     @Option(help: "Untimed warm-up steps.") var warmup: Int = 1
     @Option(help: "Device: cpu (cuda arrives with the CUDA backend).") var device: String = "cpu"
     @Flag(help: "Print one JSON object on the last line.") var json = false
+    @Flag(help: "Also print the time spent in each kind of kernel.") var profile = false
 
     func run() async throws {
         guard let preset = GPTConfig.preset(config) else {
@@ -33,7 +34,7 @@ struct BenchTrainCommand: AsyncParsableCommand {
         let timed = steps ?? (config == "char-baby" ? 20 : config == "char-small" ? 3 : 2)
         guard timed > 0, warmup >= 0 else { throw ValidationError("--steps must be positive and --warmup not negative") }
         let result = try TrainBenchmark.run(name: config, config: preset.config, batchSize: B, steps: timed,
-                                            warmup: warmup, log: json ? nil : { print($0) })
+                                            warmup: warmup, profile: profile, log: json ? nil : { print($0) })
         if json {
             print(try jsonLine(result))
         } else {
@@ -77,10 +78,11 @@ struct TrainResult: Codable {
 }
 
 enum TrainBenchmark {
-    static func run(name: String, config: GPTConfig, batchSize B: Int, steps: Int, warmup: Int,
+    static func run(name: String, config: GPTConfig, batchSize B: Int, steps: Int, warmup: Int, profile: Bool = false,
                     log: ((String) -> Void)?) throws -> TrainResult {
         let T = config.contextLength
-        let model = try GPT(config: config, backend: CPUBackend())
+        let profiler = profile ? ProfilingBackend(CPUBackend()) : nil
+        let model = try GPT(config: config, backend: profiler ?? CPUBackend())
         model.initialize(seed: 1337)
         try model.prepareForTraining(batchSize: B, sequenceLength: T)
         var rng = SeededRandom(seed: 42)
@@ -107,6 +109,13 @@ enum TrainBenchmark {
             let dt = Clock.now() - t0
             if step > warmup { times.append(dt) }
             log?("step \(step)\(step <= warmup ? " (warm-up)" : ""): loss \(fmt(Double(loss), 4)), \(fmt(dt * 1000)) ms")
+        }
+        if let profiler {
+            let total = profiler.seconds.values.reduce(0, +)
+            print("time per step by kernel (\(steps + warmup) steps; kernels \(fmt(total / Double(steps + warmup) * 1000)) ms of \(fmt(times.reduce(0, +) / Double(times.count) * 1000)) ms):")
+            for (k, v) in profiler.seconds.sorted(by: { $0.value > $1.value }) {
+                print("  \(k.padding(14)) \(fmt(v / Double(steps + warmup) * 1000, 2)) ms  (\(profiler.calls[k]! / (steps + warmup)) calls)")
+            }
         }
         let sorted = times.sorted()
         let median = sorted[sorted.count / 2]

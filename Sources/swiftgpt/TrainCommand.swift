@@ -47,6 +47,7 @@ struct TrainCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Evaluate (and checkpoint) every N steps.") var evalEvery: Int?
     @Option(name: .long, help: "Batches per evaluation.") var evalBatches: Int?
     @Option(name: .long, help: "Also checkpoint every N steps (0: only at evaluations and the end).") var checkpointEvery: Int?
+    @Option(name: .long, help: "Tokens sampled at each evaluation (0: none).") var sampleTokens: Int?
     @Flag(name: .long, help: "Continue RUN/last.") var resume = false
     @Option(name: .long, help: "Start from another run's weights.") var initFrom: String?
     @Option(name: .long, help: "cpu (cuda arrives with the CUDA backend).") var device: String = "cpu"
@@ -80,6 +81,7 @@ struct TrainCommand: AsyncParsableCommand {
         if let evalEvery { c.evalEvery = evalEvery }
         if let evalBatches { c.evalBatches = evalBatches }
         if let checkpointEvery { c.checkpointEvery = checkpointEvery }
+        if let sampleTokens { c.sampleTokens = sampleTokens }
         let trainer = Trainer(config: c, dataDirectory: data, runDirectory: out)
         trainer.resume = resume
         trainer.initFrom = initFrom

@@ -1,0 +1,94 @@
+// A Backend that forwards every call to another one and adds up the wall time per kernel:
+// `swiftgpt bench train --profile` shows where a training step goes.
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+public final class ProfilingBackend: Backend, @unchecked Sendable {
+    public let inner: any Backend
+    public private(set) var seconds: [String: Double] = [:]
+    public private(set) var calls: [String: Int] = [:]
+
+    public init(_ inner: any Backend) { self.inner = inner }
+    public var name: String { inner.name + "+profile" }
+
+    public func reset() {
+        seconds.removeAll()
+        calls.removeAll()
+    }
+
+    @inline(__always) private func time<R>(_ key: String, _ body: () -> R) -> R {
+        var t0 = timespec(), t1 = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &t0)
+        let r = body()
+        inner.synchronize()
+        clock_gettime(CLOCK_MONOTONIC, &t1)
+        seconds[key, default: 0] += Double(t1.tv_sec - t0.tv_sec) + Double(t1.tv_nsec - t0.tv_nsec) * 1e-9
+        calls[key, default: 0] += 1
+        return r
+    }
+
+    public func allocate(_ count: Int) throws -> FloatBuffer { try inner.allocate(count) }
+    public func deallocate(_ buffer: FloatBuffer) { inner.deallocate(buffer) }
+    public func allocateTokens(_ count: Int) throws -> TokenBuffer { try inner.allocateTokens(count) }
+    public func deallocateTokens(_ buffer: TokenBuffer) { inner.deallocateTokens(buffer) }
+    public func upload(_ values: UnsafeBufferPointer<Float>, to buffer: FloatBuffer) { time("copy") { inner.upload(values, to: buffer) } }
+    public func download(_ buffer: FloatBuffer, into values: UnsafeMutableBufferPointer<Float>) { time("copy") { inner.download(buffer, into: values) } }
+    public func uploadTokens(_ values: UnsafeBufferPointer<Int32>, to buffer: TokenBuffer) { time("copy") { inner.uploadTokens(values, to: buffer) } }
+    public func zero(_ buffer: FloatBuffer) { time("zero") { inner.zero(buffer) } }
+    public func copy(from source: FloatBuffer, to destination: FloatBuffer) { time("copy") { inner.copy(from: source, to: destination) } }
+
+    public func encoderForward(out: FloatBuffer, tokens: TokenBuffer, wte: FloatBuffer, wpe: FloatBuffer, B: Int, T: Int, C: Int) {
+        time("encoder fwd") { inner.encoderForward(out: out, tokens: tokens, wte: wte, wpe: wpe, B: B, T: T, C: C) }
+    }
+    public func encoderBackward(dwte: FloatBuffer, dwpe: FloatBuffer, dout: FloatBuffer, tokens: TokenBuffer, B: Int, T: Int, C: Int) {
+        time("encoder bwd") { inner.encoderBackward(dwte: dwte, dwpe: dwpe, dout: dout, tokens: tokens, B: B, T: T, C: C) }
+    }
+    public func layerNormForward(out: FloatBuffer, mean: FloatBuffer, rstd: FloatBuffer, input: FloatBuffer, weight: FloatBuffer,
+                                 bias: FloatBuffer, N: Int, C: Int) {
+        time("layernorm fwd") { inner.layerNormForward(out: out, mean: mean, rstd: rstd, input: input, weight: weight, bias: bias, N: N, C: C) }
+    }
+    public func layerNormBackward(dinput: FloatBuffer, dweight: FloatBuffer, dbias: FloatBuffer, dout: FloatBuffer, input: FloatBuffer,
+                                  weight: FloatBuffer, mean: FloatBuffer, rstd: FloatBuffer, N: Int, C: Int) {
+        time("layernorm bwd") {
+            inner.layerNormBackward(dinput: dinput, dweight: dweight, dbias: dbias, dout: dout, input: input, weight: weight,
+                                    mean: mean, rstd: rstd, N: N, C: C)
+        }
+    }
+    public func matmulForward(out: FloatBuffer, input: FloatBuffer, weight: FloatBuffer, bias: FloatBuffer?, N: Int, C: Int, OC: Int) {
+        time("matmul fwd") { inner.matmulForward(out: out, input: input, weight: weight, bias: bias, N: N, C: C, OC: OC) }
+    }
+    public func matmulBackward(dinput: FloatBuffer?, dweight: FloatBuffer, dbias: FloatBuffer?, dout: FloatBuffer, input: FloatBuffer,
+                               weight: FloatBuffer, N: Int, C: Int, OC: Int) {
+        time("matmul bwd") {
+            inner.matmulBackward(dinput: dinput, dweight: dweight, dbias: dbias, dout: dout, input: input, weight: weight, N: N, C: C, OC: OC)
+        }
+    }
+    public func attentionForward(out: FloatBuffer, lse: FloatBuffer, qkv: FloatBuffer, B: Int, T: Int, C: Int, NH: Int, dropout: DropoutSpec?) {
+        time("attention fwd") { inner.attentionForward(out: out, lse: lse, qkv: qkv, B: B, T: T, C: C, NH: NH, dropout: dropout) }
+    }
+    public func attentionBackward(dqkv: FloatBuffer, dout: FloatBuffer, lse: FloatBuffer, qkv: FloatBuffer, B: Int, T: Int, C: Int, NH: Int,
+                                  dropout: DropoutSpec?) {
+        time("attention bwd") { inner.attentionBackward(dqkv: dqkv, dout: dout, lse: lse, qkv: qkv, B: B, T: T, C: C, NH: NH, dropout: dropout) }
+    }
+    public func geluForward(out: FloatBuffer, input: FloatBuffer, count: Int) { time("gelu fwd") { inner.geluForward(out: out, input: input, count: count) } }
+    public func geluBackward(dinput: FloatBuffer, input: FloatBuffer, dout: FloatBuffer, count: Int) {
+        time("gelu bwd") { inner.geluBackward(dinput: dinput, input: input, dout: dout, count: count) }
+    }
+    public func residualForward(out: FloatBuffer, a: FloatBuffer, b: FloatBuffer, count: Int) {
+        time("residual") { inner.residualForward(out: out, a: a, b: b, count: count) }
+    }
+    public func dropoutForward(_ x: FloatBuffer, count: Int, dropout: DropoutSpec) { time("dropout") { inner.dropoutForward(x, count: count, dropout: dropout) } }
+    public func dropoutBackward(_ dx: FloatBuffer, count: Int, dropout: DropoutSpec) { time("dropout") { inner.dropoutBackward(dx, count: count, dropout: dropout) } }
+    public func crossEntropyForward(losses: FloatBuffer, logits: FloatBuffer, targets: TokenBuffer, weights: FloatBuffer?, N: Int, V: Int, Vp: Int) {
+        time("cross-entropy") { inner.crossEntropyForward(losses: losses, logits: logits, targets: targets, weights: weights, N: N, V: V, Vp: Vp) }
+    }
+    public func sumOfSquares(_ buffer: FloatBuffer) -> Double { time("grad norm") { inner.sumOfSquares(buffer) } }
+    public func adamw(params: FloatBuffer, grads: FloatBuffer, m: FloatBuffer, v: FloatBuffer, count: Int, step: AdamWStep) {
+        time("adamw") { inner.adamw(params: params, grads: grads, m: m, v: v, count: count, step: step) }
+    }
+    public func synchronize() { inner.synchronize() }
+}
