@@ -80,6 +80,9 @@ public final class Trainer {
             guard loaded.model.config == gptConfig else {
                 throw TrainingError.configMismatch("checkpoint model \(describe(loaded.model.config)), flags \(describe(gptConfig))")
             }
+            guard sameVocabulary(loaded.codec, codec) else {
+                throw TrainingError.configMismatch("the data in \(dataDirectory) was tokenized with another tokenizer than the checkpoint's")
+            }
             model = loaded.model
             state = saved
             state.config = config
@@ -96,6 +99,9 @@ public final class Trainer {
                       source.model.config.layers == gptConfig.layers, source.model.config.heads == gptConfig.heads,
                       source.model.config.contextLength == gptConfig.contextLength
                 else { throw TrainingError.configMismatch("--init-from \(initFrom) is \(describe(source.model.config)), this run \(describe(gptConfig))") }
+                guard sameVocabulary(source.codec, codec) else {
+                    throw TrainingError.configMismatch("--init-from \(initFrom) uses another tokenizer than the data in \(dataDirectory)")
+                }
                 try model.loadTensors(into: model.parameters) { name in source.model.parameter(name)! }
                 log("initialised from \(source.directory)")
             }
@@ -261,6 +267,15 @@ public final class Trainer {
             best = max(best, 2 * Double(n * n * n) / (now() - t0) / 1e9)
         }
         return best
+    }
+}
+
+/// Whether two codecs map ids to the same text.
+func sameVocabulary(_ a: TextCodec, _ b: TextCodec) -> Bool {
+    switch (a, b) {
+    case (.bpe(let x), .bpe(let y)): return x.tokenBytes == y.tokenBytes && x.pattern == y.pattern
+    case (.characters(let x, _), .characters(let y, _)): return x == y
+    default: return false
     }
 }
 
