@@ -64,6 +64,11 @@ public struct CorpusReader {
             }
             defer { fclose(file) }
             let isJSONL = path.hasSuffix(".jsonl")
+            var magic = [UInt8](repeating: 0, count: 2)
+            if fread(&magic, 1, 2, file) == 2 && magic == [0x1F, 0x8B] {
+                throw TokenizerError.unreadableFile(path: path, reason: "it is gzip-compressed; decompress it first (gunzip -k \(path))")
+            }
+            rewind(file)
             var carry: [UInt8] = []
             var buffer = [UInt8](repeating: 0, count: blockSize)
             var lineNumber = 0

@@ -27,6 +27,8 @@ public struct TrainConfig: Codable, Sendable, Equatable {
     public var evalBatches = 20
     public var checkpointEvery = 0  // 0: only at evaluations and at the end
     public var sampleTokens = 100
+    /// Stop after this many seconds of this process's training (then evaluate and checkpoint); 0: no limit.
+    public var maxSeconds: Double = 0
 
     public init() {}
 
@@ -42,6 +44,7 @@ public struct TrainConfig: Codable, Sendable, Equatable {
         case evalBatches = "eval_batches"
         case checkpointEvery = "checkpoint_every"
         case sampleTokens = "sample_tokens"
+        case maxSeconds = "max_seconds"
     }
 
     /// Decodes a partial JSON object over the defaults (unknown keys are an error).
@@ -69,6 +72,7 @@ public struct TrainConfig: Codable, Sendable, Equatable {
         evalBatches = try c.decodeIfPresent(Int.self, forKey: .evalBatches) ?? d.evalBatches
         checkpointEvery = try c.decodeIfPresent(Int.self, forKey: .checkpointEvery) ?? d.checkpointEvery
         sampleTokens = try c.decodeIfPresent(Int.self, forKey: .sampleTokens) ?? d.sampleTokens
+        maxSeconds = try c.decodeIfPresent(Double.self, forKey: .maxSeconds) ?? d.maxSeconds
     }
 
     /// Rejects impossible settings with a message saying which and why.

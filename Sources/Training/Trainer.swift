@@ -217,7 +217,8 @@ public final class Trainer {
                 let eta = Double((config.iterations - state.step) * tokens) / max(rate, 1)
                 log("step \(state.step)/\(config.iterations) | loss \(f4(loss)) | lr \(sci(lr)) | \(Int(tokensPerSecond)) tok/s | MFU \(Int(mfu * 100))% | ETA \(duration(eta))")
             }
-            let atEval = config.evalEvery > 0 && (state.step % config.evalEvery == 0 || state.step == config.iterations)
+            let outOfTime = config.maxSeconds > 0 && now - start >= config.maxSeconds
+            let atEval = config.evalEvery > 0 && (state.step % config.evalEvery == 0 || state.step == config.iterations || outOfTime)
             if atEval {
                 let trainEval = try evaluate(train)
                 let valLoss = try evaluate(val)
@@ -246,6 +247,10 @@ public final class Trainer {
                 try checkpoint("last")
             } else if config.checkpointEvery > 0 && state.step % config.checkpointEvery == 0 {
                 try checkpoint("last")
+            }
+            if outOfTime {
+                log("time budget of \(Int(config.maxSeconds)) s reached at step \(state.step)")
+                break
             }
         }
         if lastCheckpoint == nil || stepsThisRun > 0 { try checkpoint("last") }

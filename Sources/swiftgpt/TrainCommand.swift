@@ -48,6 +48,7 @@ struct TrainCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Batches per evaluation.") var evalBatches: Int?
     @Option(name: .long, help: "Also checkpoint every N steps (0: only at evaluations and the end).") var checkpointEvery: Int?
     @Option(name: .long, help: "Tokens sampled at each evaluation (0: none).") var sampleTokens: Int?
+    @Option(name: .long, help: "Stop after this many seconds of training (then evaluate and checkpoint).") var maxSeconds: Double?
     @Flag(name: .long, help: "Continue RUN/last.") var resume = false
     @Option(name: .long, help: "Start from another run's weights.") var initFrom: String?
     @Option(name: .long, help: "cpu (cuda arrives with the CUDA backend).") var device: String = "cpu"
@@ -82,6 +83,7 @@ struct TrainCommand: AsyncParsableCommand {
         if let evalBatches { c.evalBatches = evalBatches }
         if let checkpointEvery { c.checkpointEvery = checkpointEvery }
         if let sampleTokens { c.sampleTokens = sampleTokens }
+        if let maxSeconds { c.maxSeconds = maxSeconds }
         let trainer = Trainer(config: c, dataDirectory: data, runDirectory: out)
         trainer.resume = resume
         trainer.initFrom = initFrom

@@ -90,6 +90,7 @@ def main():
     ap.add_argument("--seed", type=int, default=1337)
     ap.add_argument("--eval-every", type=int, default=250, help="0 disables evaluation")
     ap.add_argument("--eval-batches", type=int, default=20)
+    ap.add_argument("--max-seconds", type=float, default=0, help="stop after this wall time (then a final evaluation)")
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--attn", choices=["sdpa", "eager"], default="sdpa", help="HF attention implementation")
     ap.add_argument("--json", action="store_true", help="print one JSON object on the last line")
@@ -186,19 +187,23 @@ def main():
             last_log = now
             log(f"step {done}/{a.iterations} | loss {loss_sum:.4f} | lr {lr:.2e} | "
                 f"{tokens_per_step / (now - t0):.0f} tok/s | avg {done * tokens_per_step / (now - start):.0f} tok/s")
-        if a.eval_every > 0 and (done % a.eval_every == 0 or done == a.iterations):
+        out_of_time = a.max_seconds > 0 and now - start >= a.max_seconds
+        if a.eval_every > 0 and (done % a.eval_every == 0 or done == a.iterations or out_of_time):
             last_train_eval, last_val = evaluate(train), evaluate(val)
             if last_val is not None and (best_val is None or last_val < best_val):
                 best_val = last_val
             fmt = lambda v: "-" if v is None else f"{v:.4f}"
             log(f"eval step {done}: train {fmt(last_train_eval)} | val {fmt(last_val)}")
+        if out_of_time:
+            break
     seconds = time.perf_counter() - start
-    tokens = a.iterations * tokens_per_step
+    tokens = done * tokens_per_step
 
     result = {
         "framework": "pytorch",
         "torch_version": torch.__version__,
         "iterations": a.iterations,
+        "steps_done": done,
         "final_train_loss": last_loss,  # last step's training loss, as in swiftgpt's summary
         "final_train_eval_loss": last_train_eval,  # train loss from the last evaluation
         "final_val_loss": last_val,
