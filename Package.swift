@@ -40,7 +40,7 @@ let package = Package(
         .target(name: "Training", dependencies: ["Model", "Compute", "Tokenizer"], swiftSettings: optimise),
         .executableTarget(
             name: "swiftgpt",
-            dependencies: ["Model", "Compute", "Tokenizer", "Training", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["CSupport", "Model", "Compute", "Tokenizer", "Training", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: optimise),
         .testTarget(name: "ComputeTests", dependencies: ["Compute"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Model", "Compute", "Tokenizer"]),

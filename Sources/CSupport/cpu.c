@@ -1,3 +1,4 @@
+#include <stdio.h>
 #include "CSupport.h"
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -43,3 +44,5 @@ int sgpt_cpu_features(void) {
 #else
 int sgpt_cpu_features(void) { return 0; }
 #endif
+
+void sgpt_line_buffer_stdout(void) { setvbuf(stdout, NULL, _IOLBF, 0); }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CSupport
 import Compute
 
 #if canImport(Glibc)
@@ -10,7 +11,7 @@ import Darwin
 @main
 enum Entry {
     static func main() async {
-        setvbuf(stdout, nil, _IOLBF, 0)  // progress lines appear as they are printed, also in a pipe or file
+        sgpt_line_buffer_stdout()  // progress lines appear as they are printed, also in a pipe or file
         #if arch(x86_64) && !DEBUG
         // Release builds are compiled for AVX2 + FMA (see Package.swift).
         if !CPUFeatures.current.avx2 {

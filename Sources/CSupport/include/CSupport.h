@@ -19,4 +19,7 @@ enum {
 /// when the operating system also saves the corresponding register state (XCR0).
 int sgpt_cpu_features(void);
 
+/// Makes standard output line-buffered (progress lines then show up promptly in pipes and files).
+void sgpt_line_buffer_stdout(void);
+
 #endif
