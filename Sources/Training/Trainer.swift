@@ -261,8 +261,10 @@ public final class Trainer {
                             seconds: seconds, tokensPerSecond: Double(tokensThisRun) / max(seconds, 1e-9))
     }
 
+    /// This machine's fp32 matrix-product rate (GFLOP/s, best of 4 products of 1024³), the
+    /// denominator of MFU.
     static func matmulPeak(_ backend: CPUBackend) -> Double {
-        let n = 512
+        let n = 1024
         guard let a = try? backend.allocate(n * n), let c = try? backend.allocate(n * n) else { return 1 }
         defer { backend.deallocate(a); backend.deallocate(c) }
         var best = 0.0

@@ -92,6 +92,36 @@ final class TrainerTests: XCTestCase {
         }
     }
 
+    func testNonFiniteLossStopsWithTheStepAndKeepsTheCheckpoint() throws {
+        let dir = try prepared()
+        var c = tinyConfig()
+        c.dropout = 0
+        let good = Trainer(config: c, dataDirectory: dir + "/data", runDirectory: dir + "/good")
+        good.log = { _ in }
+        _ = try good.run()
+        // Poison one weight of the finished run, then resume it for more steps.
+        let path = dir + "/good/last/model.safetensors"
+        let file = try SafetensorsFile(path: path)
+        var tensors: [(name: String, shape: [Int], values: [Float])] = []
+        for name in file.tensors.keys.sorted() {
+            var values = try file.floats(name)
+            if name == "h.0.mlp.c_fc.weight" { values[3] = .nan }
+            tensors.append((name, file.tensors[name]!.shape, values))
+        }
+        try SafetensorsFile.encode(tensors).write(to: URL(fileURLWithPath: path))
+        c.iterations = 12
+        let resumed = Trainer(config: c, dataDirectory: dir + "/data", runDirectory: dir + "/good")
+        resumed.log = { _ in }
+        resumed.resume = true
+        XCTAssertThrowsError(try resumed.run()) { error in
+            guard case TrainingError.nonFiniteLoss(let step, let last) = error else { return XCTFail("\(error)") }
+            XCTAssertEqual(step, 8)
+            XCTAssertEqual(last, dir + "/good/last")
+            XCTAssertTrue("\(error)".contains("step 8"))
+        }
+        XCTAssertNoThrow(try Checkpoint.load(dir + "/good", backend: CPUBackendFactory.make(), prefer: ["last"]))
+    }
+
     func testLearningRateSchedule() {
         var c = TrainConfig()
         c.lr = 1e-3; c.minLR = 1e-4; c.warmup = 100; c.iterations = 2000
