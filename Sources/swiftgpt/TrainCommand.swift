@@ -97,7 +97,7 @@ struct TrainCommand: AsyncParsableCommand {
 struct SampleCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sample",
-        abstract: "Generate text from a trained model (simple sampler; `generate` adds every control).",
+        abstract: "Generate text from a trained model (temperature, top-k, seed; recomputes the window per token).",
         aliases: ["generate"]
     )
     @Option(name: .long, help: "A run folder or checkpoint folder.") var model: String
