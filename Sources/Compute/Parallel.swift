@@ -66,20 +66,6 @@ public enum Parallel {
         }
     }
 
-    /// Closure form for code off the hot path: convenient, but the hand-off allocates a small
-    /// box per call (Swift's withoutActuallyEscaping).
-    public static func forEach(_ count: Int, _ body: (Int) -> Void) {
-        if count <= 0 { return }
-        if count == 1 || threadCount == 1 {
-            for i in 0..<count { body(i) }
-            return
-        }
-        withoutActuallyEscaping(body) { escapable in
-            forEach(count, escapable) { f, i in f(i) }
-        }
-    }
-
-
     /// A chunk count for `total` items: enough chunks to balance the cores, few enough that each
     /// is worth a thread hop. Depends only on the problem size.
     public static func chunkCount(_ total: Int, minItemsPerChunk: Int) -> Int {

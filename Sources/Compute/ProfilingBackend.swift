@@ -21,12 +21,10 @@ public final class ProfilingBackend: Backend, @unchecked Sendable {
     }
 
     @inline(__always) private func time<R>(_ key: String, _ body: () -> R) -> R {
-        var t0 = timespec(), t1 = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &t0)
+        let t0 = MonotonicClock.now()
         let r = body()
         inner.synchronize()
-        clock_gettime(CLOCK_MONOTONIC, &t1)
-        seconds[key, default: 0] += Double(t1.tv_sec - t0.tv_sec) + Double(t1.tv_nsec - t0.tv_nsec) * 1e-9
+        seconds[key, default: 0] += MonotonicClock.now() - t0
         calls[key, default: 0] += 1
         return r
     }

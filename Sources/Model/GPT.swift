@@ -87,10 +87,7 @@ public final class GPT: @unchecked Sendable {
     public func prepareForTraining(batchSize B: Int, sequenceLength T: Int) throws {
         try prepare(B: B, T: T)
         _ = try ensureGradients()
-        if firstMoments == nil {
-            firstMoments = try Arena(backend: backend, entries: parameters.entries)
-            secondMoments = try Arena(backend: backend, entries: parameters.entries)
-        }
+        try ensureOptimizerState()
         if gradientScratch == nil {
             gradientScratch = try Arena(backend: backend, entries: GPTLayout.gradientScratchEntries(config, B: B, T: T))
         }
@@ -339,10 +336,7 @@ public final class GPT: @unchecked Sendable {
     public func update(learningRate: Float, beta1: Float = 0.9, beta2: Float = 0.95, epsilon: Float = 1e-8,
                        weightDecay: Float = 0.1, gradientClip: Float = 1.0, step: Int) throws -> Float {
         let grads = try ensureGradients()
-        if firstMoments == nil {
-            firstMoments = try Arena(backend: backend, entries: parameters.entries)
-            secondMoments = try Arena(backend: backend, entries: parameters.entries)
-        }
+        try ensureOptimizerState()
         let norm = try gradientNorm()
         var scale: Float = 1
         if gradientClip > 0 {

@@ -57,12 +57,6 @@ public struct BPE: Sendable {
         self.pattern = pattern
     }
 
-    @inline(__always)
-    func rank(_ left: Int32, _ right: Int32) -> Int32? {
-        let v = table.lookup(left, right)
-        return v == MergeTable.missing ? nil : Int32(truncatingIfNeeded: v >> 32)
-    }
-
     // MARK: Encoding
 
     /// Appends the tokens of one pre-tokenized piece.
@@ -166,42 +160,5 @@ public struct BPE: Sendable {
     /// Text of a token sequence; invalid UTF-8 (a character cut between tokens) becomes U+FFFD.
     public func decode(_ ids: [Int32]) throws -> String {
         String(decoding: try decodeBytes(ids), as: UTF8.self)
-    }
-}
-
-/// A binary min-heap of (rank, position), ordered by rank then position (leftmost first), as
-/// BPE requires for equal ranks.
-struct MinHeap {
-    private var items: [UInt64] = []
-
-    mutating func push(_ rank: Int32, _ position: Int32) {
-        items.append(UInt64(UInt32(rank)) << 32 | UInt64(UInt32(position)))
-        var i = items.count - 1
-        while i > 0 {
-            let p = (i - 1) / 2
-            if items[p] <= items[i] { break }
-            items.swapAt(p, i)
-            i = p
-        }
-    }
-
-    mutating func pop() -> (Int32, Int32)? {
-        guard let top = items.first else { return nil }
-        let last = items.removeLast()
-        if !items.isEmpty {
-            items[0] = last
-            var i = 0
-            let n = items.count
-            while true {
-                let l = 2 * i + 1, r = l + 1
-                var m = i
-                if l < n && items[l] < items[m] { m = l }
-                if r < n && items[r] < items[m] { m = r }
-                if m == i { break }
-                items.swapAt(m, i)
-                i = m
-            }
-        }
-        return (Int32(top >> 32), Int32(truncatingIfNeeded: top & 0xFFFF_FFFF))
     }
 }

@@ -48,15 +48,16 @@ public struct BPETrainer: Sendable {
                 pairWords[k, default: []].append(Int32(w))
             }
         }
-        var heap = PairHeap()
-        for (k, c) in pairCounts where c > 0 { heap.push(count: c, key: k) }
+        var heap = BinaryHeap<MergeCandidate>()
+        for (k, c) in pairCounts where c > 0 { heap.push(MergeCandidate(count: c, key: k)) }
         var tokenBytes: [[UInt8]] = (0..<256).map { [UInt8($0)] }
         var merges: [(left: Int32, right: Int32, result: Int32)] = []
         var stamp = [Int32](repeating: -1, count: words.count)
-        while merges.count < targetMerges, let (c, k) = heap.pop() {
+        while merges.count < targetMerges, let candidate = heap.pop() {
+            let c = candidate.count, k = candidate.key
             let current = pairCounts[k] ?? 0
             if current != c {
-                if current > 0 { heap.push(count: current, key: k) }
+                if current > 0 { heap.push(MergeCandidate(count: current, key: k)) }
                 continue
             }
             if current <= 0 { break }
@@ -101,7 +102,7 @@ public struct BPETrainer: Sendable {
             for (tk, delta) in touched where delta != 0 {
                 let updated = (pairCounts[tk] ?? 0) + delta
                 pairCounts[tk] = updated
-                if delta > 0 && updated > 0 { heap.push(count: updated, key: tk) }
+                if delta > 0 && updated > 0 { heap.push(MergeCandidate(count: updated, key: tk)) }
             }
             pairCounts[k] = 0
             pairWords[k] = nil
@@ -116,42 +117,13 @@ public struct BPETrainer: Sendable {
     }
 }
 
-/// Max-heap of (count, pair key): highest count first, then the smallest key.
-struct PairHeap {
-    private var items: [(Int, UInt64)] = []
+/// A pair and its count, ordered so that a min-heap yields the highest count first, then the
+/// smallest (left, right) key.
+struct MergeCandidate: Comparable {
+    let count: Int
+    let key: UInt64
 
-    @inline(__always) private static func before(_ x: (Int, UInt64), _ y: (Int, UInt64)) -> Bool {
-        x.0 > y.0 || (x.0 == y.0 && x.1 < y.1)
-    }
-
-    mutating func push(count: Int, key: UInt64) {
-        items.append((count, key))
-        var i = items.count - 1
-        while i > 0 {
-            let p = (i - 1) / 2
-            if !Self.before(items[i], items[p]) { break }
-            items.swapAt(p, i)
-            i = p
-        }
-    }
-
-    mutating func pop() -> (Int, UInt64)? {
-        guard let top = items.first else { return nil }
-        let last = items.removeLast()
-        if !items.isEmpty {
-            items[0] = last
-            var i = 0
-            let n = items.count
-            while true {
-                let l = 2 * i + 1, r = l + 1
-                var m = i
-                if l < n && Self.before(items[l], items[m]) { m = l }
-                if r < n && Self.before(items[r], items[m]) { m = r }
-                if m == i { break }
-                items.swapAt(m, i)
-                i = m
-            }
-        }
-        return top
+    static func < (x: MergeCandidate, y: MergeCandidate) -> Bool {
+        x.count > y.count || (x.count == y.count && x.key < y.key)
     }
 }

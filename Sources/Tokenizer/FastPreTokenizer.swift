@@ -6,7 +6,7 @@ extension PreTokenizer {
     /// Calls `body` with the byte range of every piece, in order.
     @inline(__always)
     public func forEachPiece(_ bytes: UnsafeBufferPointer<UInt8>, _ body: (Range<Int>) -> Void) {
-        var scanner = ByteScanner(bytes)
+        let scanner = ByteScanner(bytes)
         var i = 0
         let n = bytes.count
         if pattern == .gpt2 {

@@ -96,14 +96,16 @@ final class MergeTable: @unchecked Sendable {
         var next = Array(1...n)
         next[n - 1] = -1
         var alive = [Bool](repeating: true, count: n)
-        var heap = MinHeap()
+        // Entries are (rank << 32 | position): smallest rank first, then the leftmost pair.
+        var heap = BinaryHeap<UInt64>()
         @inline(__always) func rank(_ v: UInt64) -> Int32 { Int32(truncatingIfNeeded: v >> 32) }
+        @inline(__always) func push(_ r: Int32, _ position: Int) { heap.push(UInt64(UInt32(r)) << 32 | UInt64(position)) }
         for i in 0..<(n - 1) {
             let v = lookup(ids[i], ids[i + 1])
-            if v != MergeTable.missing { heap.push(rank(v), Int32(i)) }
+            if v != MergeTable.missing { push(rank(v), i) }
         }
-        while let (r, pos32) = heap.pop() {
-            let i = Int(pos32)
+        while let entry = heap.pop() {
+            let r = rank(entry), i = Int(entry & 0xFFFF_FFFF)
             guard alive[i] else { continue }
             let j = next[i]
             guard j >= 0 else { continue }
@@ -117,11 +119,11 @@ final class MergeTable: @unchecked Sendable {
             let p = prev[i]
             if p >= 0 {
                 let pv = lookup(ids[p], ids[i])
-                if pv != MergeTable.missing { heap.push(rank(pv), Int32(p)) }
+                if pv != MergeTable.missing { push(rank(pv), p) }
             }
             if k >= 0 {
                 let nv = lookup(ids[i], ids[k])
-                if nv != MergeTable.missing { heap.push(rank(nv), Int32(i)) }
+                if nv != MergeTable.missing { push(rank(nv), i) }
             }
         }
         var i = 0

@@ -67,7 +67,7 @@ public struct PreTokenizer: Sendable {
 
     /// Splits `bytes` and returns the byte ranges of the pieces, in order; they tile the input.
     public func split(_ bytes: UnsafeBufferPointer<UInt8>) -> [Range<Int>] {
-        var units = DecodedUnits(bytes)
+        let units = DecodedUnits(bytes)
         var pieces: [Range<Int>] = []
         pieces.reserveCapacity(bytes.count / 4 + 1)
         var i = 0

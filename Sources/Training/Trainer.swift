@@ -41,12 +41,6 @@ public final class Trainer {
         self.runDirectory = runDirectory
     }
 
-    @inline(__always) static func now() -> Double {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
-    }
-
     public func run() throws -> TrainSummary {
         try config.validate()
         let meta = try DataPreparation.loadMeta(dataDirectory)
@@ -149,7 +143,7 @@ public final class Trainer {
         }
         let flopsPerToken = GPTLayout.trainingFlopsPerToken(gptConfig, T: T)
         let peak = Self.matmulPeak(backend)
-        let start = Self.now()
+        let start = MonotonicClock.now()
         var lastLog = 0.0
         var lastLoss = Double.nan, lastVal: Double? = nil
         var stepsThisRun = 0
@@ -178,7 +172,7 @@ public final class Trainer {
 
         while state.step < config.iterations {
             if let stopAfter, stepsThisRun >= stopAfter { break }
-            let stepStart = Self.now()
+            let stepStart = MonotonicClock.now()
             let lr = config.learningRate(at: state.step)
             try model.zeroGradients()
             var loss = 0.0
@@ -204,7 +198,7 @@ public final class Trainer {
             state.tokensSeen += tokens
             tokensThisRun += tokens
             lastLoss = loss
-            let now = Self.now()
+            let now = MonotonicClock.now()
             let stepSeconds = now - stepStart
             let tokensPerSecond = Double(tokens) / stepSeconds
             let mfu = flopsPerToken * tokensPerSecond / 1e9 / peak
@@ -224,7 +218,7 @@ public final class Trainer {
                 let valLoss = try evaluate(val)
                 lastVal = valLoss
                 record(MetricRecord(step: state.step, trainLoss: nil, valLoss: valLoss, trainEvalLoss: trainEval, lr: Double(lr),
-                                    elapsed: Self.now() - start))
+                                    elapsed: MonotonicClock.now() - start))
                 if let valLoss { valHistory.append((state.step, valLoss)) }
                 var sampleText = ""
                 if config.sampleTokens > 0 {
@@ -256,7 +250,7 @@ public final class Trainer {
         if lastCheckpoint == nil || stepsThisRun > 0 { try checkpoint("last") }
         try? AtomicFile.write(Data(LossPlot.svg(train: trainHistory, val: valHistory, title: "SwiftGPT — \(runDirectory)").utf8),
                               to: runDirectory + "/loss.svg")
-        let seconds = Self.now() - start
+        let seconds = MonotonicClock.now() - start
         return TrainSummary(steps: state.step, finalTrainLoss: lastLoss, finalValLoss: lastVal, bestValLoss: state.bestValLoss,
                             seconds: seconds, tokensPerSecond: Double(tokensThisRun) / max(seconds, 1e-9))
     }
@@ -269,9 +263,9 @@ public final class Trainer {
         defer { backend.deallocate(a); backend.deallocate(c) }
         var best = 0.0
         for _ in 0..<4 {
-            let t0 = now()
+            let t0 = MonotonicClock.now()
             backend.matmulForward(out: c, input: a, weight: a, bias: nil, N: n, C: n, OC: n)
-            best = max(best, 2 * Double(n * n * n) / (now() - t0) / 1e9)
+            best = max(best, 2 * Double(n * n * n) / (MonotonicClock.now() - t0) / 1e9)
         }
         return best
     }

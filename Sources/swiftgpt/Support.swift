@@ -11,14 +11,9 @@ import Glibc
 import Darwin
 #endif
 
-enum Clock {
-    /// Monotonic seconds.
-    static func now() -> Double {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
-    }
-}
+import Compute
+
+typealias Clock = MonotonicClock
 
 /// Peak resident set size of this process in MiB.
 func peakRSSMegabytes() -> Double {
