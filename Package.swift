@@ -21,6 +21,7 @@ let package = Package(
         .library(name: "Model", targets: ["Model"]),
         .library(name: "Tokenizer", targets: ["Tokenizer"]),
         .library(name: "Training", targets: ["Training"]),
+        .library(name: "Engine", targets: ["Engine"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -38,10 +39,13 @@ let package = Package(
         .target(name: "Model", dependencies: ["Compute"], swiftSettings: optimise),
         // Data shards and loaders, schedules, the training loops, checkpoints, metrics.
         .target(name: "Training", dependencies: ["Model", "Compute", "Tokenizer"], swiftSettings: optimise),
+        // Generation: KV cache, samplers, the generation loop. Token ids in, token ids out.
+        .target(name: "Engine", dependencies: ["Model", "Compute"], swiftSettings: optimise),
         .executableTarget(
             name: "swiftgpt",
-            dependencies: ["CSupport", "Model", "Compute", "Tokenizer", "Training", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["CSupport", "Model", "Compute", "Tokenizer", "Training", "Engine", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: optimise),
+        .testTarget(name: "EngineTests", dependencies: ["Engine", "Model", "Compute"], exclude: ["Fixtures"]),
         .testTarget(name: "ComputeTests", dependencies: ["Compute"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Model", "Compute", "Tokenizer"]),
         .testTarget(name: "TokenizerTests", dependencies: ["Tokenizer"], exclude: ["Fixtures"]),

@@ -112,6 +112,32 @@ public protocol Backend: AnyObject, Sendable {
     func crossEntropyForward(losses: FloatBuffer, logits: FloatBuffer, targets: TokenBuffer,
                              weights: FloatBuffer?, N: Int, V: Int, Vp: Int)
 
+    // MARK: Inference (KV cache)
+
+    /// out[n,:] = wte[tokens[n],:] + wpe[positions[n],:] for N rows that may belong to different
+    /// sequences at different positions.
+    func embedForward(out: FloatBuffer, tokens: TokenBuffer, positions: TokenBuffer, wte: FloatBuffer,
+                      wpe: FloatBuffer, N: Int, C: Int)
+    /// Attention of N new rows against a KV cache. Row n belongs to cache slot `slots[n]` at
+    /// position `positions[n]`. First every row's K and V (from qkv (N, 3C)) are written into
+    /// `keys`/`values` (slots, NH, capacity, hs) at its position; then each row attends, causally,
+    /// to positions 0...positions[n] of its slot. out is (N, C). Rows of one sequence must come in
+    /// increasing position order.
+    func cachedAttentionForward(out: FloatBuffer, qkv: FloatBuffer, keys: FloatBuffer, values: FloatBuffer,
+                                slots: TokenBuffer, positions: TokenBuffer, N: Int, C: Int, NH: Int, capacity: Int)
+    /// Copies positions 0..<length of cache slot `source` to slot `destination` (keys and values).
+    func copyCacheSlot(keys: FloatBuffer, values: FloatBuffer, from source: Int, to destination: Int, length: Int,
+                       NH: Int, capacity: Int, headSize: Int)
+
+    func allocateInt8(_ count: Int) throws -> Int8Buffer
+    func deallocateInt8(_ buffer: Int8Buffer)
+    /// Per-row absmax int8 quantisation of a (rows, C) matrix: scale[r] = max|w[r,:]| / 127,
+    /// q = round(w / scale).
+    func quantizeRows(weight: FloatBuffer, into q: Int8Buffer, scales: FloatBuffer, rows: Int, C: Int)
+    /// out (N, OC) = input (N, C) · (scales ⊙ q)ᵀ + bias: matmulForward with int8 weights.
+    func matmulInt8Forward(out: FloatBuffer, input: FloatBuffer, weight: Int8Buffer, scales: FloatBuffer,
+                           bias: FloatBuffer?, N: Int, C: Int, OC: Int)
+
     // MARK: Optimiser
 
     /// Σ x² over the buffer, in double precision, in a fixed order.

@@ -33,6 +33,23 @@ public struct TokenBuffer: @unchecked Sendable {
     }
 }
 
+/// A span of Int8 values owned by a Backend (quantised weights).
+public struct Int8Buffer: @unchecked Sendable {
+    public let pointer: UnsafeMutablePointer<Int8>
+    public let count: Int
+
+    public init(pointer: UnsafeMutablePointer<Int8>, count: Int) {
+        self.pointer = pointer
+        self.count = count
+    }
+
+    @inline(__always)
+    public func slice(_ offset: Int, _ count: Int) -> Int8Buffer {
+        precondition(offset >= 0 && count >= 0 && offset + count <= self.count, "slice out of bounds")
+        return Int8Buffer(pointer: pointer + offset, count: count)
+    }
+}
+
 /// One named region in an arena's size table.
 public struct ArenaEntry: Sendable, Equatable {
     public let name: String

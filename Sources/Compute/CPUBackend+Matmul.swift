@@ -19,6 +19,11 @@ extension CPUBackend {
                               N: Int, C: Int, OC: Int) {
         let out = out.pointer, inp = input.pointer, w = weight.pointer  // (N,OC) (N,C) (OC,C)
         let b = bias?.pointer                                           // (OC)
+        if N <= smallMatmulMaxRows {
+            smallMatmul(out: out, input: inp, weight: UnsafePointer(w), scales: nil, bias: b.map { UnsafePointer($0) },
+                        N: N, C: C, OC: OC)
+            return
+        }
         let rows = rowChunkSize(N)
         Parallel.forEach((N + rows - 1) / rows, (out, inp, w, b, N, C, OC, rows)) { ctx, chunk in
             let (out, inp, w, b, N, C, OC, rows) = ctx

@@ -89,4 +89,34 @@ public final class ProfilingBackend: Backend, @unchecked Sendable {
         time("adamw") { inner.adamw(params: params, grads: grads, m: m, v: v, count: count, step: step) }
     }
     public func synchronize() { inner.synchronize() }
+
+    public func embedForward(out: FloatBuffer, tokens: TokenBuffer, positions: TokenBuffer, wte: FloatBuffer, wpe: FloatBuffer,
+                             N: Int, C: Int) {
+        time("embed fwd") { inner.embedForward(out: out, tokens: tokens, positions: positions, wte: wte, wpe: wpe, N: N, C: C) }
+    }
+    public func cachedAttentionForward(out: FloatBuffer, qkv: FloatBuffer, keys: FloatBuffer, values: FloatBuffer, slots: TokenBuffer,
+                                       positions: TokenBuffer, N: Int, C: Int, NH: Int, capacity: Int) {
+        time("cached attention") {
+            inner.cachedAttentionForward(out: out, qkv: qkv, keys: keys, values: values, slots: slots, positions: positions,
+                                         N: N, C: C, NH: NH, capacity: capacity)
+        }
+    }
+    public func copyCacheSlot(keys: FloatBuffer, values: FloatBuffer, from source: Int, to destination: Int, length: Int, NH: Int,
+                              capacity: Int, headSize: Int) {
+        time("copy") {
+            inner.copyCacheSlot(keys: keys, values: values, from: source, to: destination, length: length, NH: NH,
+                                capacity: capacity, headSize: headSize)
+        }
+    }
+    public func allocateInt8(_ count: Int) throws -> Int8Buffer { try inner.allocateInt8(count) }
+    public func deallocateInt8(_ buffer: Int8Buffer) { inner.deallocateInt8(buffer) }
+    public func quantizeRows(weight: FloatBuffer, into q: Int8Buffer, scales: FloatBuffer, rows: Int, C: Int) {
+        time("quantize") { inner.quantizeRows(weight: weight, into: q, scales: scales, rows: rows, C: C) }
+    }
+    public func matmulInt8Forward(out: FloatBuffer, input: FloatBuffer, weight: Int8Buffer, scales: FloatBuffer, bias: FloatBuffer?,
+                                  N: Int, C: Int, OC: Int) {
+        time("matmul int8 fwd") {
+            inner.matmulInt8Forward(out: out, input: input, weight: weight, scales: scales, bias: bias, N: N, C: C, OC: OC)
+        }
+    }
 }

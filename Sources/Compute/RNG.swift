@@ -47,6 +47,9 @@ public struct SeededRandom: RandomNumberGenerator, Sendable, Codable, Equatable 
     @inline(__always) private func rotl(_ x: UInt64, _ k: UInt64) -> UInt64 { (x << k) | (x >> (64 - k)) }
 
     /// Uniform in [0, 1) with 24 bits.
+    /// Uniform in [0, 1) with 53 random bits.
+    public mutating func nextDouble() -> Double { Double(next() >> 11) * 0x1p-53 }
+
     public mutating func nextUniform() -> Float { Float(next() >> 40) * (1.0 / 16_777_216.0) }
 
     /// Standard normal (Box–Muller, one value per call).

@@ -1,0 +1,306 @@
+// Kernels for generation with a KV cache: embeddings at arbitrary positions, attention of new rows
+// against cached keys/values, small-batch matrix products (decode reads every weight once per step,
+// so it is bound by memory bandwidth, not arithmetic) and int8 weights.
+//
+// Legend: N new rows, C channels, OC output channels, NH heads, hs head size, S cache slots,
+// capacity positions per slot. Cache layout: (S, NH, capacity, hs), so one head of one sequence is
+// a contiguous (capacity, hs) matrix.
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Products with at most this many rows read the weights once and reuse each loaded weight vector
+/// for every row (matrix-vector style); larger ones go to BLAS.
+let smallMatmulMaxRows = 8
+
+extension CPUBackend {
+    public func embedForward(out: FloatBuffer, tokens: TokenBuffer, positions: TokenBuffer, wte: FloatBuffer,
+                             wpe: FloatBuffer, N: Int, C: Int) {
+        let out = out.pointer, tok = tokens.pointer, pos = positions.pointer, wte = wte.pointer, wpe = wpe.pointer
+        for n in 0..<N {
+            let o = out + n * C, e = wte + Int(tok[n]) * C, p = wpe + Int(pos[n]) * C
+            var c = 0
+            while c + 8 <= C { store8(load8(e + c) + load8(p + c), o + c); c += 8 }
+            while c < C { o[c] = e[c] + p[c]; c += 1 }
+        }
+    }
+
+    public func cachedAttentionForward(out: FloatBuffer, qkv: FloatBuffer, keys: FloatBuffer, values: FloatBuffer,
+                                       slots: TokenBuffer, positions: TokenBuffer, N: Int, C: Int, NH: Int, capacity: Int) {
+        let out = out.pointer, qkv = qkv.pointer, kc = keys.pointer, vc = values.pointer
+        let slot = slots.pointer, pos = positions.pointer
+        let hs = C / NH
+        // 1. Store every new row's keys and values at its position.
+        for n in 0..<N {
+            let s = Int(slot[n]), p = Int(pos[n])
+            for h in 0..<NH {
+                let dst = ((s * NH + h) * capacity + p) * hs
+                (kc + dst).update(from: qkv + n * 3 * C + C + h * hs, count: hs)
+                (vc + dst).update(from: qkv + n * 3 * C + 2 * C + h * hs, count: hs)
+            }
+        }
+        // 2. Runs: consecutive rows of one slot at consecutive positions (a prefill chunk, or one
+        //    decoded token). Each (run, head) is one task.
+        var runs: [(start: Int, count: Int)] = []
+        var n = 0
+        while n < N {
+            var m = 1
+            while n + m < N && slot[n + m] == slot[n] && pos[n + m] == pos[n] + Int32(m) { m += 1 }
+            runs.append((n, m))
+            n += m
+        }
+        let tasks = runs.count * NH
+        let chunks = max(1, min(Parallel.threadCount, tasks))
+        let bs = attentionBlockRows
+        let perChunk = bs * capacity
+        let scratch = scratchFloats(perChunk * chunks)
+        let scale = 1 / Float(hs).squareRoot()
+        runs.withUnsafeBufferPointer { runs in
+            let dims = (C, NH, hs, capacity, bs, tasks, chunks, perChunk, scale)
+            Parallel.forEach(chunks, (out, qkv, kc, vc, slot, pos, scratch, runs, dims)) { ctx, chunk in
+                let (out, qkv, kc, vc, slot, pos, scratch, runs, dims) = ctx
+                let (C, NH, hs, capacity, bs, tasks, chunks, perChunk, scale) = dims
+                let S = scratch + chunk * perChunk
+                for task in (tasks * chunk / chunks)..<(tasks * (chunk + 1) / chunks) {
+                    let run = runs[task / NH], h = task % NH
+                    let s = Int(slot[run.start]), p0 = Int(pos[run.start])
+                    let K = kc + (s * NH + h) * capacity * hs, V = vc + (s * NH + h) * capacity * hs
+                    if run.count == 1 {
+                        decodeAttentionRow(out: out + run.start * C + h * hs, q: qkv + run.start * 3 * C + h * hs,
+                                           K: K, V: V, length: p0 + 1, hs: hs, scale: scale, scores: S)
+                        continue
+                    }
+                    var r0 = 0
+                    while r0 < run.count {
+                        let r1 = min(run.count, r0 + bs), m = r1 - r0
+                        let keysSeen = p0 + r1
+                        sgemm(transA: false, transB: true, m: m, n: keysSeen, k: hs, alpha: scale,
+                              a: qkv + (run.start + r0) * 3 * C + h * hs, lda: 3 * C, b: K, ldb: hs, beta: 0,
+                              c: S, ldc: capacity)
+                        for i in r0..<r1 {
+                            _ = softmaxRowInPlace(S + (i - r0) * capacity, valid: p0 + i + 1, total: keysSeen)
+                        }
+                        sgemm(transA: false, transB: false, m: m, n: hs, k: keysSeen, alpha: 1, a: S, lda: capacity,
+                              b: V, ldb: hs, beta: 0, c: out + (run.start + r0) * C + h * hs, ldc: C)
+                        r0 = r1
+                    }
+                }
+            }
+        }
+    }
+
+    public func copyCacheSlot(keys: FloatBuffer, values: FloatBuffer, from source: Int, to destination: Int, length: Int,
+                              NH: Int, capacity: Int, headSize hs: Int) {
+        guard source != destination, length > 0 else { return }
+        for h in 0..<NH {
+            let src = (source * NH + h) * capacity * hs, dst = (destination * NH + h) * capacity * hs
+            (keys.pointer + dst).update(from: keys.pointer + src, count: length * hs)
+            (values.pointer + dst).update(from: values.pointer + src, count: length * hs)
+        }
+    }
+
+    // MARK: int8
+
+    public func allocateInt8(_ count: Int) throws -> Int8Buffer {
+        var raw: UnsafeMutableRawPointer? = nil
+        let bytes = max(count, 1)
+        guard posix_memalign(&raw, 64, (bytes + 63) / 64 * 64) == 0, let raw else {
+            throw ComputeError.outOfMemory(requestedBytes: bytes)
+        }
+        memset(raw, 0, bytes)
+        return Int8Buffer(pointer: raw.bindMemory(to: Int8.self, capacity: bytes), count: count)
+    }
+
+    public func deallocateInt8(_ buffer: Int8Buffer) { free(buffer.pointer) }
+
+    public func quantizeRows(weight: FloatBuffer, into q: Int8Buffer, scales: FloatBuffer, rows: Int, C: Int) {
+        let w = weight.pointer, qp = q.pointer, sp = scales.pointer
+        Parallel.forEachRange(rows, chunks: Parallel.chunkCount(rows, minItemsPerChunk: 256), (w, qp, sp, C)) { ctx, r in
+            let (w, qp, sp, C) = ctx
+            for row in r {
+                let src = w + row * C, dst = qp + row * C
+                var amax: Float = 0
+                for c in 0..<C { amax = max(amax, abs(src[c])) }
+                let scale = amax / 127
+                sp[row] = scale
+                let inv = scale > 0 ? 1 / scale : 0
+                for c in 0..<C { dst[c] = Int8(max(-127, min(127, (src[c] * inv).rounded(.toNearestOrEven)))) }
+            }
+        }
+    }
+
+    public func matmulInt8Forward(out: FloatBuffer, input: FloatBuffer, weight: Int8Buffer, scales: FloatBuffer,
+                                  bias: FloatBuffer?, N: Int, C: Int, OC: Int) {
+        if N <= smallMatmulMaxRows {
+            smallMatmul(out: out.pointer, input: input.pointer, weight: UnsafePointer(weight.pointer),
+                        scales: UnsafePointer(scales.pointer), bias: bias.map { UnsafePointer($0.pointer) },
+                        N: N, C: C, OC: OC)
+            return
+        }
+        // Prefill: dequantise blocks of weight rows into scratch and hand them to BLAS.
+        let block = 128
+        let chunks = max(1, min(8, (OC + block - 1) / block))
+        let scratch = scratchFloats(chunks * block * C)
+        let o = out.pointer, inp = input.pointer, q = weight.pointer, sc = scales.pointer
+        let b = bias?.pointer
+        Parallel.forEach(chunks, (o, inp, q, sc, b, scratch, N, C, OC, block, chunks)) { ctx, chunk in
+            let (o, inp, q, sc, b, scratch, N, C, OC, block, chunks) = ctx
+            let W = scratch + chunk * block * C
+            let end = OC * (chunk + 1) / chunks
+            var r0 = OC * chunk / chunks
+            while r0 < end {
+                let rows = min(block, end - r0)
+                for i in 0..<rows {
+                    let src = q + (r0 + i) * C, dst = W + i * C, s = sc[r0 + i]
+                    var c = 0
+                    while c + 8 <= C { store8(int8Load8(src + c) * s, dst + c); c += 8 }
+                    while c < C { dst[c] = Float(src[c]) * s; c += 1 }
+                }
+                if let b { for n in 0..<N { (o + n * OC + r0).update(from: b + r0, count: rows) } }
+                sgemm(transA: false, transB: true, m: N, n: rows, k: C, alpha: 1, a: inp, lda: C, b: W, ldb: C,
+                      beta: b == nil ? 0 : 1, c: o + r0, ldc: OC)
+                r0 += rows
+            }
+        }
+    }
+
+    /// out (N, OC) = input (N, C) · (scale ⊙ weight)ᵀ + bias for a few rows: the output channels are
+    /// split over the cores, every weight row is read once and applied to all N inputs.
+    func smallMatmul<W: SmallMatmulWeight>(out: UnsafeMutablePointer<Float>, input: UnsafePointer<Float>,
+                                           weight: UnsafePointer<W>, scales: UnsafePointer<Float>?,
+                                           bias: UnsafePointer<Float>?, N: Int, C: Int, OC: Int) {
+        let chunks = max(1, min(64, OC / 64))
+        Parallel.forEachRange(OC, chunks: chunks, (out, input, weight, scales, bias, N, C, OC)) { ctx, r in
+            let (out, input, weight, scales, bias, N, C, OC) = ctx
+            var o = r.lowerBound
+            if N == 1 {
+                while o + 4 <= r.upperBound {
+                    let d = dot4Rows(weight + o * C, C, input)
+                    for i in 0..<4 {
+                        let s = scales?[o + i] ?? 1
+                        out[o + i] = d[i] * s + (bias?[o + i] ?? 0)
+                    }
+                    o += 4
+                }
+            }
+            while o < r.upperBound {
+                let w = weight + o * C
+                var n = 0
+                while n < N {
+                    let x0 = input + n * C
+                    let x1 = input + min(n + 1, N - 1) * C, x2 = input + min(n + 2, N - 1) * C
+                    let x3 = input + min(n + 3, N - 1) * C
+                    let d = dotRow4Inputs(w, C, x0, x1, x2, x3)
+                    let s = scales?[o] ?? 1, b = bias?[o] ?? 0
+                    for i in 0..<min(4, N - n) { out[(n + i) * OC + o] = d[i] * s + b }
+                    n += 4
+                }
+                o += 1
+            }
+        }
+    }
+}
+
+/// A weight element the small-batch kernel can read eight at a time as floats.
+protocol SmallMatmulWeight {
+    static func load8(_ p: UnsafePointer<Self>) -> Float8
+    static func value(_ p: UnsafePointer<Self>) -> Float
+}
+
+extension Float: SmallMatmulWeight {
+    @inline(__always) static func load8(_ p: UnsafePointer<Float>) -> Float8 { UnsafeRawPointer(p).loadUnaligned(as: Float8.self) }
+    @inline(__always) static func value(_ p: UnsafePointer<Float>) -> Float { p.pointee }
+}
+
+extension Int8: SmallMatmulWeight {
+    @inline(__always) static func load8(_ p: UnsafePointer<Int8>) -> Float8 { int8Load8(p) }
+    @inline(__always) static func value(_ p: UnsafePointer<Int8>) -> Float { Float(p.pointee) }
+}
+
+@inline(__always)
+func int8Load8(_ p: UnsafePointer<Int8>) -> Float8 {
+    Float8(SIMD8<Int32>(truncatingIfNeeded: UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Int8>.self)))
+}
+
+@inline(__always)
+func int8Load8(_ p: UnsafeMutablePointer<Int8>) -> Float8 { int8Load8(UnsafePointer(p)) }
+
+/// Dot products of four consecutive weight rows with one input. Each row's sum is accumulated in the
+/// same order as `dotRow4Inputs` does it, so a row's result never depends on how rows are grouped.
+@inline(__always)
+func dot4Rows<W: SmallMatmulWeight>(_ w: UnsafePointer<W>, _ C: Int, _ x: UnsafePointer<Float>) -> SIMD4<Float> {
+    var a0 = Float8(), a1 = Float8(), a2 = Float8(), a3 = Float8()
+    var k = 0
+    while k + 8 <= C {
+        let xv = load8(x + k)
+        a0 = a0.addingProduct(W.load8(w + k), xv)
+        a1 = a1.addingProduct(W.load8(w + C + k), xv)
+        a2 = a2.addingProduct(W.load8(w + 2 * C + k), xv)
+        a3 = a3.addingProduct(W.load8(w + 3 * C + k), xv)
+        k += 8
+    }
+    var s = SIMD4<Float>(a0.sum(), a1.sum(), a2.sum(), a3.sum())
+    while k < C {
+        let xv = x[k]
+        s[0] += W.value(w + k) * xv
+        s[1] += W.value(w + C + k) * xv
+        s[2] += W.value(w + 2 * C + k) * xv
+        s[3] += W.value(w + 3 * C + k) * xv
+        k += 1
+    }
+    return s
+}
+
+/// Dot products of one weight row with four inputs (the row is loaded once).
+@inline(__always)
+func dotRow4Inputs<W: SmallMatmulWeight>(_ w: UnsafePointer<W>, _ C: Int, _ x0: UnsafePointer<Float>,
+                                         _ x1: UnsafePointer<Float>, _ x2: UnsafePointer<Float>,
+                                         _ x3: UnsafePointer<Float>) -> SIMD4<Float> {
+    var a0 = Float8(), a1 = Float8(), a2 = Float8(), a3 = Float8()
+    var k = 0
+    while k + 8 <= C {
+        let wv = W.load8(w + k)
+        a0 = a0.addingProduct(wv, load8(x0 + k))
+        a1 = a1.addingProduct(wv, load8(x1 + k))
+        a2 = a2.addingProduct(wv, load8(x2 + k))
+        a3 = a3.addingProduct(wv, load8(x3 + k))
+        k += 8
+    }
+    var s = SIMD4<Float>(a0.sum(), a1.sum(), a2.sum(), a3.sum())
+    while k < C {
+        let wv = W.value(w + k)
+        s[0] += wv * x0[k]
+        s[1] += wv * x1[k]
+        s[2] += wv * x2[k]
+        s[3] += wv * x3[k]
+        k += 1
+    }
+    return s
+}
+
+/// One query row against `length` cached keys: scores, softmax, weighted sum of values.
+@inline(__always)
+func decodeAttentionRow(out: UnsafeMutablePointer<Float>, q: UnsafePointer<Float>, K: UnsafePointer<Float>,
+                        V: UnsafePointer<Float>, length: Int, hs: Int, scale: Float, scores: UnsafeMutablePointer<Float>) {
+    for j in 0..<length {
+        let k = K + j * hs
+        var acc = Float8()
+        var c = 0
+        while c + 8 <= hs { acc = acc.addingProduct(load8(q + c), load8(k + c)); c += 8 }
+        var s = acc.sum()
+        while c < hs { s += q[c] * k[c]; c += 1 }
+        scores[j] = s * scale
+    }
+    _ = softmaxRowInPlace(scores, valid: length, total: length)
+    for c in 0..<hs { out[c] = 0 }
+    for j in 0..<length {
+        let p = scores[j], v = V + j * hs
+        let pv = Float8(repeating: p)
+        var c = 0
+        while c + 8 <= hs { store8(load8(out + c).addingProduct(pv, load8(v + c)), out + c); c += 8 }
+        while c < hs { out[c] += p * v[c]; c += 1 }
+    }
+}

@@ -1,0 +1,254 @@
+// A GPT prepared for generation: a preallocated KV cache with one slot per sequence, working
+// buffers for a bounded number of new rows per pass, and optionally int8 copies of the weight
+// matrices. A forward takes, for several sequences at once, the tokens that are new since the last
+// call and returns the logits after the last new token of each.
+//
+// Legend: S cache slots, R rows per pass, L layers, C channels, NH heads, hs head size,
+// V vocabulary, Vp padded vocabulary.
+
+import Compute
+import Model
+
+/// How the weight matrices are stored for inference.
+public enum WeightFormat: String, Sendable, CaseIterable {
+    /// The model's own fp32 weights.
+    case float32 = "none"
+    /// Per-row absmax int8 copies of every matrix (attention, MLP, vocabulary head): a quarter of the
+    /// bytes to read per decoded token. Biases, layer norms and embeddings stay fp32.
+    case int8
+}
+
+/// New tokens of one sequence for `InferenceModel.forward`.
+public struct SequenceInput: Sendable {
+    /// Cache slot of the sequence (0..<slotCount).
+    public var slot: Int
+    /// Tokens to append, at positions start..<start+tokens.count.
+    public var tokens: [Int32]
+    /// Position of the first new token; positions 0..<start of the slot must already be cached.
+    public var start: Int
+
+    public init(slot: Int, tokens: [Int32], start: Int) {
+        self.slot = slot
+        self.tokens = tokens
+        self.start = start
+    }
+}
+
+public final class InferenceModel: @unchecked Sendable {
+    public let model: GPT
+    public let config: GPTConfig
+    public let backend: any Backend
+    public let slotCount: Int
+    /// Positions each slot holds (the context length unless a smaller cache was asked for).
+    public let capacity: Int
+    /// New rows processed per pass; longer prompts are prefilled in several passes.
+    public let rowsPerPass: Int
+    public let weightFormat: WeightFormat
+
+    private let keys: FloatBuffer      // (L, S, NH, capacity, hs)
+    private let values: FloatBuffer
+    private let work: Arena
+    private let tokenIds: TokenBuffer
+    private let positions: TokenBuffer
+    private let slots: TokenBuffer
+    private var quantized: [Int: (q: Int8Buffer, scales: FloatBuffer)] = [:]
+    private var quantizedStorage: Int8Buffer?
+    private var scaleStorage: FloatBuffer?
+
+    /// - Parameters:
+    ///   - slots: sequences that can be generated at once (each owns a KV cache slot).
+    ///   - capacity: positions per slot (default and maximum: the model's context length).
+    ///   - rowsPerPass: new tokens per forward pass (prompt chunk size).
+    public init(model: GPT, slots: Int = 1, capacity: Int? = nil, rowsPerPass: Int = 256,
+                weightFormat: WeightFormat = .float32) throws {
+        let config = model.config
+        let T = config.contextLength
+        let capacity = capacity ?? T
+        guard slots >= 1 else { throw EngineError.invalidSetting("at least one sequence slot is needed (got \(slots))") }
+        guard capacity >= 1 && capacity <= T else {
+            throw EngineError.invalidSetting("the KV cache capacity must be in 1...\(T) (the model's context), got \(capacity)")
+        }
+        guard rowsPerPass >= 1 else { throw EngineError.invalidSetting("rowsPerPass must be at least 1") }
+        self.model = model
+        self.config = config
+        self.backend = model.backend
+        self.slotCount = slots
+        self.capacity = capacity
+        self.rowsPerPass = min(rowsPerPass, slots * capacity)
+        self.weightFormat = weightFormat
+        let C = config.width, L = config.layers
+        let cacheCount = L * slots * capacity * C
+        keys = try backend.allocate(cacheCount)
+        values = try backend.allocate(cacheCount)
+        let R = self.rowsPerPass
+        work = try Arena(backend: backend, entries: [
+            ArenaEntry(name: "x", shape: [R, C]), ArenaEntry(name: "ln", shape: [R, C]),
+            ArenaEntry(name: "mean", shape: [R]), ArenaEntry(name: "rstd", shape: [R]),
+            ArenaEntry(name: "qkv", shape: [R, 3 * C]), ArenaEntry(name: "atty", shape: [R, C]),
+            ArenaEntry(name: "proj", shape: [R, C]), ArenaEntry(name: "fc", shape: [R, 4 * C]),
+            ArenaEntry(name: "fc_gelu", shape: [R, 4 * C]), ArenaEntry(name: "last", shape: [slots, C]),
+            ArenaEntry(name: "last_ln", shape: [slots, C]), ArenaEntry(name: "last_mean", shape: [slots]),
+            ArenaEntry(name: "last_rstd", shape: [slots]), ArenaEntry(name: "logits", shape: [slots, config.paddedVocabSize]),
+        ])
+        tokenIds = try backend.allocateTokens(R)
+        positions = try backend.allocateTokens(R)
+        self.slots = try backend.allocateTokens(max(R, slots))
+        if weightFormat == .int8 { try quantize() }
+    }
+
+    deinit {
+        backend.deallocate(keys)
+        backend.deallocate(values)
+        backend.deallocateTokens(tokenIds)
+        backend.deallocateTokens(positions)
+        backend.deallocateTokens(slots)
+        if let quantizedStorage { backend.deallocateInt8(quantizedStorage) }
+        if let scaleStorage { backend.deallocate(scaleStorage) }
+    }
+
+    /// Indices (in the parameter table) of the matrices that int8 mode replaces, with their shapes.
+    private var matrixEntries: [(index: Int, rows: Int, cols: Int)] {
+        let C = config.width
+        var list: [(Int, Int, Int)] = [(0, config.paddedVocabSize, C)]
+        for l in 0..<config.layers {
+            let p = GPTLayout.layerBase(l)
+            list += [(p + 2, 3 * C, C), (p + 4, C, C), (p + 8, 4 * C, C), (p + 10, C, 4 * C)]
+        }
+        return list
+    }
+
+    private func quantize() throws {
+        let entries = matrixEntries
+        let total = entries.reduce(0) { $0 + $1.rows * $1.cols }
+        let rows = entries.reduce(0) { $0 + $1.rows }
+        let q = try backend.allocateInt8(total)
+        let s = try backend.allocate(rows)
+        quantizedStorage = q
+        scaleStorage = s
+        var qo = 0, so = 0
+        for e in entries {
+            let qb = q.slice(qo, e.rows * e.cols), sb = s.slice(so, e.rows)
+            backend.quantizeRows(weight: model.parameters[e.index], into: qb, scales: sb, rows: e.rows, C: e.cols)
+            quantized[e.index] = (qb, sb)
+            qo += e.rows * e.cols
+            so += e.rows
+        }
+    }
+
+    /// Bytes of weights one decode step reads (every matrix once, plus biases and norms), for
+    /// bandwidth accounting.
+    public var weightBytesPerStep: Int {
+        let matrixFloats = matrixEntries.reduce(0) { $0 + $1.rows * $1.cols }
+        let allFloats = model.parameters.entries.reduce(0) { $0 + $1.count }
+        let other = allFloats - matrixFloats - config.contextLength * config.width  // wpe: one row per token
+        return (weightFormat == .int8 ? matrixFloats : 4 * matrixFloats) + 4 * other
+    }
+
+    @inline(__always)
+    private func linear(out: FloatBuffer, input: FloatBuffer, weight index: Int, bias: Int?, N: Int, C: Int, OC: Int) {
+        let par = model.parameters
+        if let (q, scales) = quantized[index] {
+            backend.matmulInt8Forward(out: out, input: input, weight: q, scales: scales, bias: bias.map { par[$0] },
+                                      N: N, C: C, OC: OC)
+        } else {
+            backend.matmulForward(out: out, input: input, weight: par[index], bias: bias.map { par[$0] }, N: N, C: C, OC: OC)
+        }
+    }
+
+    /// Copies the first `length` cached positions of one slot into another (n samples of one prompt
+    /// share its prefill).
+    public func copySlot(from source: Int, to destination: Int, length: Int) {
+        let C = config.width, NH = config.heads, hs = C / NH
+        let perLayer = slotCount * capacity * C
+        for l in 0..<config.layers {
+            backend.copyCacheSlot(keys: keys.slice(l * perLayer, perLayer), values: values.slice(l * perLayer, perLayer),
+                                  from: source, to: destination, length: length, NH: NH, capacity: capacity, headSize: hs)
+        }
+    }
+
+    /// Appends each input's tokens to its slot and returns the logits (V each, unpadded) after the
+    /// last new token of every input, in input order: (inputs.count × V).
+    public func forward(_ inputs: [SequenceInput]) throws -> [Float] {
+        guard !inputs.isEmpty else { return [] }
+        guard inputs.count <= slotCount else {
+            throw EngineError.invalidSetting("\(inputs.count) sequences but only \(slotCount) cache slots")
+        }
+        var seen = Set<Int>()
+        for input in inputs {
+            guard input.slot >= 0 && input.slot < slotCount else {
+                throw EngineError.invalidSetting("slot \(input.slot) is outside 0..<\(slotCount)")
+            }
+            guard seen.insert(input.slot).inserted else { throw EngineError.invalidSetting("slot \(input.slot) appears twice") }
+            guard !input.tokens.isEmpty else { throw EngineError.invalidSetting("an input has no tokens") }
+            guard input.start >= 0 && input.start + input.tokens.count <= capacity else {
+                throw EngineError.contextFull(needed: input.start + input.tokens.count, capacity: capacity)
+            }
+            for t in input.tokens where t < 0 || Int(t) >= config.vocabSize {
+                throw EngineError.invalidToken(t, vocabularySize: config.vocabSize)
+            }
+        }
+        // Flatten into rows and process them in passes of at most rowsPerPass.
+        var rowSlot: [Int32] = [], rowToken: [Int32] = [], rowPosition: [Int32] = [], rowOutput: [Int] = []
+        for (i, input) in inputs.enumerated() {
+            for (j, t) in input.tokens.enumerated() {
+                rowSlot.append(Int32(input.slot))
+                rowToken.append(t)
+                rowPosition.append(Int32(input.start + j))
+                rowOutput.append(j == input.tokens.count - 1 ? i : -1)
+            }
+        }
+        var r0 = 0
+        while r0 < rowSlot.count {
+            let r1 = min(rowSlot.count, r0 + rowsPerPass)
+            pass(slots: rowSlot[r0..<r1], tokens: rowToken[r0..<r1], positions: rowPosition[r0..<r1], outputs: rowOutput[r0..<r1])
+            r0 = r1
+        }
+        // Final layer norm and vocabulary head for the last row of every input only.
+        let C = config.width, V = config.vocabSize, Vp = config.paddedVocabSize, L = config.layers
+        let n = inputs.count
+        let last = work[9].slice(0, n * C), lastLn = work[10].slice(0, n * C), logits = work[13].slice(0, n * Vp)
+        backend.layerNormForward(out: lastLn, mean: work[11], rstd: work[12], input: last,
+                                 weight: model.parameters[2 + 12 * L], bias: model.parameters[3 + 12 * L], N: n, C: C)
+        linear(out: logits, input: lastLn, weight: 0, bias: nil, N: n, C: C, OC: Vp)
+        var padded = [Float](repeating: 0, count: n * Vp)
+        padded.withUnsafeMutableBufferPointer { backend.download(logits, into: $0) }
+        if V == Vp { return padded }
+        var out = [Float](repeating: 0, count: n * V)
+        for i in 0..<n { for v in 0..<V { out[i * V + v] = padded[i * Vp + v] } }
+        return out
+    }
+
+    private func pass(slots rowSlots: ArraySlice<Int32>, tokens: ArraySlice<Int32>, positions rowPositions: ArraySlice<Int32>,
+                      outputs: ArraySlice<Int>) {
+        let be = backend, par = model.parameters
+        let C = config.width, NH = config.heads, L = config.layers
+        let N = tokens.count
+        Array(tokens).withUnsafeBufferPointer { be.uploadTokens($0, to: tokenIds) }
+        Array(rowPositions).withUnsafeBufferPointer { be.uploadTokens($0, to: positions) }
+        Array(rowSlots).withUnsafeBufferPointer { be.uploadTokens($0, to: slots) }
+        let x = work[0].slice(0, N * C), ln = work[1].slice(0, N * C), mean = work[2], rstd = work[3]
+        let qkv = work[4].slice(0, N * 3 * C), atty = work[5].slice(0, N * C), proj = work[6].slice(0, N * C)
+        let fc = work[7].slice(0, N * 4 * C), fcGelu = work[8].slice(0, N * 4 * C)
+        be.embedForward(out: x, tokens: tokenIds, positions: positions, wte: par[0], wpe: par[1], N: N, C: C)
+        let perLayer = slotCount * capacity * C
+        for l in 0..<L {
+            let p = GPTLayout.layerBase(l)
+            be.layerNormForward(out: ln, mean: mean, rstd: rstd, input: x, weight: par[p], bias: par[p + 1], N: N, C: C)
+            linear(out: qkv, input: ln, weight: p + 2, bias: p + 3, N: N, C: C, OC: 3 * C)
+            be.cachedAttentionForward(out: atty, qkv: qkv, keys: keys.slice(l * perLayer, perLayer),
+                                      values: values.slice(l * perLayer, perLayer), slots: slots, positions: positions,
+                                      N: N, C: C, NH: NH, capacity: capacity)
+            linear(out: proj, input: atty, weight: p + 4, bias: p + 5, N: N, C: C, OC: C)
+            be.residualForward(out: x, a: x, b: proj, count: N * C)
+            be.layerNormForward(out: ln, mean: mean, rstd: rstd, input: x, weight: par[p + 6], bias: par[p + 7], N: N, C: C)
+            linear(out: fc, input: ln, weight: p + 8, bias: p + 9, N: N, C: C, OC: 4 * C)
+            be.geluForward(out: fcGelu, input: fc, count: N * 4 * C)
+            linear(out: proj, input: fcGelu, weight: p + 10, bias: p + 11, N: N, C: 4 * C, OC: C)
+            be.residualForward(out: x, a: x, b: proj, count: N * C)
+        }
+        // Keep the hidden state of rows whose logits were asked for.
+        for (r, output) in outputs.enumerated() where output >= 0 {
+            be.copy(from: x.slice(r * C, C), to: work[9].slice(output * C, C))
+        }
+    }
+}
