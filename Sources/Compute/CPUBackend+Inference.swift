@@ -6,6 +6,8 @@
 // capacity positions per slot. Cache layout: (S, NH, capacity, hs), so one head of one sequence is
 // a contiguous (capacity, hs) matrix.
 
+import CSupport
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -15,6 +17,9 @@ import Darwin
 /// Products with at most this many rows read the weights once and reuse each loaded weight vector
 /// for every row (matrix-vector style); larger ones go to BLAS.
 let smallMatmulMaxRows = 8
+/// Products with at most this many rows (and more than `smallMatmulMaxRows`) split the output
+/// channels over the cores in blocks handed to BLAS; larger ones split their rows.
+let blockedMatmulMaxRows = 32
 
 extension CPUBackend {
     public func embedForward(out: FloatBuffer, tokens: TokenBuffer, positions: TokenBuffer, wte: FloatBuffer,
@@ -168,37 +173,46 @@ extension CPUBackend {
     }
 
     /// out (N, OC) = input (N, C) · (scale ⊙ weight)ᵀ + bias for a few rows: the output channels are
-    /// split over the cores, every weight row is read once and applied to all N inputs.
+    /// split over the cores, every weight row is read once and applied to all N inputs. One input:
+    /// one row at a time, read front to back (bandwidth-bound). More inputs: tiles of two weight rows
+    /// × four inputs, eight independent accumulators (compute-bound).
     func smallMatmul<W: SmallMatmulWeight>(out: UnsafeMutablePointer<Float>, input: UnsafePointer<Float>,
                                            weight: UnsafePointer<W>, scales: UnsafePointer<Float>?,
                                            bias: UnsafePointer<Float>?, N: Int, C: Int, OC: Int) {
         let chunks = max(1, min(64, OC / 64))
         Parallel.forEachRange(OC, chunks: chunks, (out, input, weight, scales, bias, N, C, OC)) { ctx, r in
             let (out, input, weight, scales, bias, N, C, OC) = ctx
-            var o = r.lowerBound
             if N == 1 {
-                while o + 4 <= r.upperBound {
-                    let d = dot4Rows(weight + o * C, C, input)
-                    for i in 0..<4 {
-                        let s = scales?[o + i] ?? 1
-                        out[o + i] = d[i] * s + (bias?[o + i] ?? 0)
-                    }
-                    o += 4
+                for o in r {
+                    out[o] = dotRow(weight + o * C, input, C) * (scales?[o] ?? 1) + (bias?[o] ?? 0)
                 }
+                return
             }
+            // Rows outer, inputs inner: a pair of weight rows stays in L1 while every input group uses it.
+            var o = r.lowerBound
             while o < r.upperBound {
-                let w = weight + o * C
+                let pair = o + 2 <= r.upperBound
                 var n = 0
                 while n < N {
                     let x0 = input + n * C
                     let x1 = input + min(n + 1, N - 1) * C, x2 = input + min(n + 2, N - 1) * C
                     let x3 = input + min(n + 3, N - 1) * C
-                    let d = dotRow4Inputs(w, C, x0, x1, x2, x3)
-                    let s = scales?[o] ?? 1, b = bias?[o] ?? 0
-                    for i in 0..<min(4, N - n) { out[(n + i) * OC + o] = d[i] * s + b }
+                    let valid = min(4, N - n)
+                    if pair {
+                        let (d0, d1) = dot2Rows4Inputs(weight + o * C, C, x0, x1, x2, x3)
+                        let s0 = scales?[o] ?? 1, b0 = bias?[o] ?? 0, s1 = scales?[o + 1] ?? 1, b1 = bias?[o + 1] ?? 0
+                        for i in 0..<valid {
+                            out[(n + i) * OC + o] = d0[i] * s0 + b0
+                            out[(n + i) * OC + o + 1] = d1[i] * s1 + b1
+                        }
+                    } else {
+                        let d = dotRow4Inputs(weight + o * C, C, x0, x1, x2, x3)
+                        let s = scales?[o] ?? 1, b = bias?[o] ?? 0
+                        for i in 0..<valid { out[(n + i) * OC + o] = d[i] * s + b }
+                    }
                     n += 4
                 }
-                o += 1
+                o += pair ? 2 : 1
             }
         }
     }
@@ -228,30 +242,58 @@ func int8Load8(_ p: UnsafePointer<Int8>) -> Float8 {
 @inline(__always)
 func int8Load8(_ p: UnsafeMutablePointer<Int8>) -> Float8 { int8Load8(UnsafePointer(p)) }
 
-/// Dot products of four consecutive weight rows with one input. Each row's sum is accumulated in the
-/// same order as `dotRow4Inputs` does it, so a row's result never depends on how rows are grouped.
+/// Dot product of one weight row with one input, streaming the row front to back with four
+/// accumulators.
 @inline(__always)
-func dot4Rows<W: SmallMatmulWeight>(_ w: UnsafePointer<W>, _ C: Int, _ x: UnsafePointer<Float>) -> SIMD4<Float> {
+func dotRow<W: SmallMatmulWeight>(_ w: UnsafePointer<W>, _ x: UnsafePointer<Float>, _ C: Int) -> Float {
     var a0 = Float8(), a1 = Float8(), a2 = Float8(), a3 = Float8()
     var k = 0
+    while k + 32 <= C {
+        a0 = a0.addingProduct(W.load8(w + k), load8(x + k))
+        a1 = a1.addingProduct(W.load8(w + k + 8), load8(x + k + 8))
+        a2 = a2.addingProduct(W.load8(w + k + 16), load8(x + k + 16))
+        a3 = a3.addingProduct(W.load8(w + k + 24), load8(x + k + 24))
+        k += 32
+    }
+    while k + 8 <= C { a0 = a0.addingProduct(W.load8(w + k), load8(x + k)); k += 8 }
+    var s = ((a0 + a1) + (a2 + a3)).sum()
+    while k < C { s += W.value(w + k) * x[k]; k += 1 }
+    return s
+}
+
+/// Two consecutive weight rows against four inputs: eight independent accumulators. Each
+/// (row, input) sum runs in the same order as in `dotRow4Inputs`.
+@inline(__always)
+func dot2Rows4Inputs<W: SmallMatmulWeight>(_ w: UnsafePointer<W>, _ C: Int, _ x0: UnsafePointer<Float>,
+                                           _ x1: UnsafePointer<Float>, _ x2: UnsafePointer<Float>,
+                                           _ x3: UnsafePointer<Float>) -> (SIMD4<Float>, SIMD4<Float>) {
+    var a0 = Float8(), a1 = Float8(), a2 = Float8(), a3 = Float8()
+    var b0 = Float8(), b1 = Float8(), b2 = Float8(), b3 = Float8()
+    let v = w + C
+    var k = 0
     while k + 8 <= C {
-        let xv = load8(x + k)
-        a0 = a0.addingProduct(W.load8(w + k), xv)
-        a1 = a1.addingProduct(W.load8(w + C + k), xv)
-        a2 = a2.addingProduct(W.load8(w + 2 * C + k), xv)
-        a3 = a3.addingProduct(W.load8(w + 3 * C + k), xv)
+        // The pair after next: far enough ahead to hide DRAM latency behind this pair's arithmetic.
+        sgpt_prefetch(w + 4 * C + k)
+        sgpt_prefetch(w + 5 * C + k)
+        let wa = W.load8(w + k), wb = W.load8(v + k)
+        let y0 = load8(x0 + k), y1 = load8(x1 + k), y2 = load8(x2 + k), y3 = load8(x3 + k)
+        a0 = a0.addingProduct(wa, y0); b0 = b0.addingProduct(wb, y0)
+        a1 = a1.addingProduct(wa, y1); b1 = b1.addingProduct(wb, y1)
+        a2 = a2.addingProduct(wa, y2); b2 = b2.addingProduct(wb, y2)
+        a3 = a3.addingProduct(wa, y3); b3 = b3.addingProduct(wb, y3)
         k += 8
     }
     var s = SIMD4<Float>(a0.sum(), a1.sum(), a2.sum(), a3.sum())
+    var t = SIMD4<Float>(b0.sum(), b1.sum(), b2.sum(), b3.sum())
     while k < C {
-        let xv = x[k]
-        s[0] += W.value(w + k) * xv
-        s[1] += W.value(w + C + k) * xv
-        s[2] += W.value(w + 2 * C + k) * xv
-        s[3] += W.value(w + 3 * C + k) * xv
+        let wa = W.value(w + k), wb = W.value(v + k)
+        s[0] += wa * x0[k]; t[0] += wb * x0[k]
+        s[1] += wa * x1[k]; t[1] += wb * x1[k]
+        s[2] += wa * x2[k]; t[2] += wb * x2[k]
+        s[3] += wa * x3[k]; t[3] += wb * x3[k]
         k += 1
     }
-    return s
+    return (s, t)
 }
 
 /// Dot products of one weight row with four inputs (the row is loaded once).

@@ -24,6 +24,19 @@ extension CPUBackend {
                         N: N, C: C, OC: OC)
             return
         }
+        if N <= blockedMatmulMaxRows {
+            // Few rows: one row chunk would leave the other cores idle; split the output channels.
+            let block = 128
+            let chunks = max(1, min(16, (OC + block - 1) / block))
+            Parallel.forEach(chunks, (out, inp, w, b, N, C, OC, chunks)) { ctx, chunk in
+                let (out, inp, w, b, N, C, OC, chunks) = ctx
+                let o0 = OC * chunk / chunks, o1 = OC * (chunk + 1) / chunks
+                if let b { for n in 0..<N { (out + n * OC + o0).update(from: b + o0, count: o1 - o0) } }
+                sgemm(transA: false, transB: true, m: N, n: o1 - o0, k: C, alpha: 1, a: inp, lda: C, b: w + o0 * C, ldb: C,
+                      beta: b == nil ? 0 : 1, c: out + o0, ldc: OC)
+            }
+            return
+        }
         let rows = rowChunkSize(N)
         Parallel.forEach((N + rows - 1) / rows, (out, inp, w, b, N, C, OC, rows)) { ctx, chunk in
             let (out, inp, w, b, N, C, OC, rows) = ctx

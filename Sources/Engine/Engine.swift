@@ -69,6 +69,11 @@ public final class Engine: @unchecked Sendable {
         cached = Array(repeating: [], count: model.slotCount)
     }
 
+    /// Drops what the slots hold, so the next prompts are prefilled from scratch.
+    public func forgetCache() {
+        for i in cached.indices { cached[i] = [] }
+    }
+
     /// Starts generating; call `step()` on the result until `isFinished`.
     public func start(_ requests: [GenerationRequest]) throws -> Generation {
         try Generation(engine: self, requests: requests)
