@@ -22,6 +22,7 @@ let package = Package(
         .library(name: "Tokenizer", targets: ["Tokenizer"]),
         .library(name: "Training", targets: ["Training"]),
         .library(name: "Engine", targets: ["Engine"]),
+        .library(name: "Chat", targets: ["Chat"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -41,11 +42,14 @@ let package = Package(
         .target(name: "Training", dependencies: ["Model", "Compute", "Tokenizer"], swiftSettings: optimise),
         // Generation: KV cache, samplers, the generation loop. Token ids in, token ids out.
         .target(name: "Engine", dependencies: ["Model", "Compute"], swiftSettings: optimise),
+        // Text on top of the engine: streaming detokenizer, stop strings, chat sessions.
+        .target(name: "Chat", dependencies: ["Engine", "Tokenizer", "Training"], swiftSettings: optimise),
         .executableTarget(
             name: "swiftgpt",
-            dependencies: ["CSupport", "Model", "Compute", "Tokenizer", "Training", "Engine", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["CSupport", "Model", "Compute", "Tokenizer", "Training", "Engine", "Chat", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: optimise),
         .testTarget(name: "EngineTests", dependencies: ["Engine", "Model", "Compute"], exclude: ["Fixtures"]),
+        .testTarget(name: "ChatTests", dependencies: ["Chat", "Engine", "Tokenizer", "Training", "Model", "Compute"]),
         .testTarget(name: "ComputeTests", dependencies: ["Compute"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Model", "Compute", "Tokenizer"]),
         .testTarget(name: "TokenizerTests", dependencies: ["Tokenizer"], exclude: ["Fixtures"]),

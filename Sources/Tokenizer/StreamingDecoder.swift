@@ -31,7 +31,7 @@ public struct StreamingDecoder: Sendable {
 
 /// Length of the longest prefix that does not end inside a character that may still complete.
 /// Invalid bytes count as complete (they decode to U+FFFD now; waiting cannot fix them).
-func completePrefixLength(_ b: [UInt8]) -> Int {
+public func completePrefixLength(_ b: [UInt8]) -> Int {
     let n = b.count
     // Look at the last up-to-3 bytes for the start of an unfinished sequence.
     var i = max(0, n - 3)

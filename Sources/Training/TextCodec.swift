@@ -81,6 +81,22 @@ public enum TextCodec: Sendable {
         }
     }
 
+    /// The UTF-8 bytes one token stands for (a BPE token may hold part of a character).
+    public func bytes(of id: Int32) throws -> [UInt8] {
+        switch self {
+        case .bpe(let b):
+            guard id >= 0, Int(id) < b.vocabularySize else {
+                throw TrainingError.invalidSetting("token id \(id) is outside the vocabulary (0..<\(b.vocabularySize))")
+            }
+            return b.tokenBytes[Int(id)]
+        case .characters(let v, _):
+            guard id >= 0, Int(id) < v.characters.count else {
+                throw TrainingError.invalidSetting("token id \(id) is outside the character vocabulary (0..<\(v.characters.count))")
+            }
+            return Array(v.characters[Int(id)].utf8)
+        }
+    }
+
     public func save(to path: String) throws {
         switch self {
         case .bpe(let b): try AtomicFile.write(try b.huggingFaceJSON(), to: path)
