@@ -93,37 +93,3 @@ struct TrainCommand: AsyncParsableCommand {
               + "best val \(summary.bestValLoss.map { fmt($0, 4) } ?? "-"); checkpoints in \(out)")
     }
 }
-
-struct SampleCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "sample",
-        abstract: "Generate text from a trained model (temperature, top-k, seed; recomputes the window per token).",
-        aliases: ["generate"]
-    )
-    @Option(name: .long, help: "A run folder or checkpoint folder.") var model: String
-    @Option(name: .long, help: "Text to continue.") var prompt: String = ""
-    @Option(name: .long) var maxTokens: Int = 200
-    @Option(name: .long, help: "0 = greedy.") var temperature: Float = 0.8
-    @Option(name: .long, help: "Keep the k most likely tokens (0: all).") var topK: Int = 200
-    @Option(name: .long) var seed: UInt64 = 1337
-    @Flag(name: .long, help: "Print {\"text\",\"ids\",\"finish_reason\"}.") var json = false
-
-    func run() async throws {
-        let loaded = try Checkpoint.load(model, backend: CPUBackend())
-        var ids = try loaded.codec.encode(prompt)
-        if ids.isEmpty { ids = loaded.codec.endOfText.map { [$0] } ?? [0] }
-        guard ids.count <= loaded.model.config.contextLength else {
-            throw ValidationError("the prompt is \(ids.count) tokens; the model's context is \(loaded.model.config.contextLength)")
-        }
-        let out = try SimpleSampler(temperature: temperature, topK: topK, seed: seed)
-            .generate(model: loaded.model, prompt: ids, maxTokens: maxTokens, stop: loaded.codec.endOfText)
-        let finished = out.last == loaded.codec.endOfText && loaded.codec.endOfText != nil
-        let text = try loaded.codec.decode(finished ? Array(out.dropLast()) : out)
-        if json {
-            struct Output: Encodable { let text: String; let ids: [Int32]; let finish_reason: String }
-            print(try jsonLine(Output(text: text, ids: out, finish_reason: finished ? "stop" : "length")))
-        } else {
-            print(prompt + text)
-        }
-    }
-}
