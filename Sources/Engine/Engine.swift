@@ -62,6 +62,7 @@ public final class Engine: @unchecked Sendable {
     public let model: InferenceModel
     /// Tokens whose keys and values each slot holds.
     fileprivate var cached: [[Int32]]
+    fileprivate var epoch = 0
     private let busy = Mutex(false)
 
     public init(model: InferenceModel) {
@@ -202,6 +203,10 @@ public final class Generation {
             }
         }
         try engine.acquire()
+        if engine.epoch != model.cacheEpoch {
+            engine.forgetCache()
+            engine.epoch = model.cacheEpoch
+        }
         if sequences.isEmpty || sequences.allSatisfy({ $0.maxTokens == 0 }) {
             for i in sequences.indices { sequences[i].finished = .length }
         }

@@ -9,6 +9,12 @@
 import Compute
 import Model
 
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// How the weight matrices are stored for inference.
 public enum WeightFormat: String, Sendable, CaseIterable {
     /// The model's own fp32 weights.
@@ -54,6 +60,10 @@ public final class InferenceModel: @unchecked Sendable {
     private var quantized: [Int: (q: Int8Buffer, scales: FloatBuffer)] = [:]
     private var quantizedStorage: Int8Buffer?
     private var scaleStorage: FloatBuffer?
+    private var headScratch: Arena?
+    /// Bumped whenever something other than the Engine overwrites the cache (scoring), so the
+    /// Engine knows its record of what the slots hold is stale.
+    public private(set) var cacheEpoch = 0
 
     /// - Parameters:
     ///   - slots: sequences that can be generated at once (each owns a KV cache slot).
@@ -216,6 +226,55 @@ public final class InferenceModel: @unchecked Sendable {
         var out = [Float](repeating: 0, count: n * V)
         for i in 0..<n { for v in 0..<V { out[i * V + v] = padded[i * Vp + v] } }
         return out
+    }
+
+    /// Negative log-likelihood of a token sequence under the model: ids[0] is context only, every
+    /// later id is predicted from the ones before it. Sequences longer than the cache are scored in
+    /// consecutive windows of `capacity` tokens (each window starts fresh, as in nanoGPT's eval).
+    /// Uses cache slot 0. Returns the summed NLL in nats and the number of predicted tokens.
+    public func negativeLogLikelihood(_ ids: [Int32]) throws -> (nll: Double, count: Int) {
+        guard ids.count >= 2 else { return (0, 0) }
+        for t in ids where t < 0 || Int(t) >= config.vocabSize { throw EngineError.invalidToken(t, vocabularySize: config.vocabSize) }
+        let C = config.width, V = config.vocabSize, Vp = config.paddedVocabSize, L = config.layers
+        if headScratch == nil {
+            headScratch = try Arena(backend: backend, entries: [
+                ArenaEntry(name: "ln", shape: [rowsPerPass, C]), ArenaEntry(name: "mean", shape: [rowsPerPass]),
+                ArenaEntry(name: "rstd", shape: [rowsPerPass]), ArenaEntry(name: "logits", shape: [rowsPerPass, Vp]),
+            ])
+        }
+        let scratch = headScratch!
+        cacheEpoch += 1
+        var host = [Float](repeating: 0, count: rowsPerPass * Vp)
+        var nll: Double = 0, count = 0
+        var w0 = 0
+        while w0 + 1 < ids.count {
+            // A window of up to `capacity` inputs predicts the next token of each.
+            let w1 = min(ids.count - 1, w0 + capacity)
+            var r0 = w0
+            while r0 < w1 {
+                let r1 = min(w1, r0 + rowsPerPass), n = r1 - r0
+                pass(slots: ArraySlice(repeating: 0, count: n), tokens: ids[r0..<r1],
+                     positions: ArraySlice((r0 - w0)..<(r1 - w0)).map { Int32($0) }[...], outputs: ArraySlice(repeating: -1, count: n))
+                let x = work[0].slice(0, n * C), ln = scratch[0].slice(0, n * C), logits = scratch[3].slice(0, n * Vp)
+                backend.layerNormForward(out: ln, mean: scratch[1], rstd: scratch[2], input: x,
+                                         weight: model.parameters[2 + 12 * L], bias: model.parameters[3 + 12 * L], N: n, C: C)
+                linear(out: logits, input: ln, weight: 0, bias: nil, N: n, C: C, OC: Vp)
+                host.withUnsafeMutableBufferPointer { backend.download(logits, into: UnsafeMutableBufferPointer(rebasing: $0[0..<(n * Vp)])) }
+                for i in 0..<n {
+                    let row = i * Vp
+                    var mx = -Float.infinity
+                    for v in 0..<V { mx = max(mx, host[row + v]) }
+                    var sum: Double = 0
+                    for v in 0..<V { sum += Double(expScalar(host[row + v] - mx)) }
+                    let target = Int(ids[r0 + i + 1])
+                    nll += Double(mx) + log(sum) - Double(host[row + target])
+                }
+                count += n
+                r0 = r1
+            }
+            w0 = w1
+        }
+        return (nll, count)
     }
 
     private func pass(slots rowSlots: ArraySlice<Int32>, tokens: ArraySlice<Int32>, positions rowPositions: ArraySlice<Int32>,

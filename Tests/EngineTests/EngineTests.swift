@@ -225,4 +225,39 @@ final class EngineTests: XCTestCase {
             XCTAssertEqual(total, 1, accuracy: 1e-4)
         }
     }
+
+    func testNegativeLogLikelihoodMatchesTheTrainingForward() throws {
+        let model = try makeModel()
+        let ids: [Int32] = (0..<30).map { Int32(($0 * 7 + 3) % 70) }
+        let inputs = Array(ids.dropLast()), targets = Array(ids.dropFirst())
+        let mean = try inputs.withUnsafeBufferPointer { i in
+            try targets.withUnsafeBufferPointer { t in try model.forward(tokens: i, targets: t, batchSize: 1, sequenceLength: 29) }
+        }
+        for format in [WeightFormat.float32] {
+            let inference = try InferenceModel(model: model, slots: 1, rowsPerPass: 8, weightFormat: format)
+            let (nll, count) = try inference.negativeLogLikelihood(ids)
+            XCTAssertEqual(count, 29)
+            XCTAssertEqual(nll / Double(count), Double(mean), accuracy: 1e-4)
+        }
+        // Longer than the context (48): scored in fresh windows of 48 inputs.
+        let long: [Int32] = (0..<100).map { Int32(($0 * 11 + 5) % 70) }
+        let inference = try InferenceModel(model: model, slots: 1, rowsPerPass: 16)
+        let (nll, count) = try inference.negativeLogLikelihood(long)
+        XCTAssertEqual(count, 99)
+        var expected: Double = 0
+        for (a, b) in [(0, 48), (48, 96), (96, 99)] {
+            let i = Array(long[a..<b]), t = Array(long[(a + 1)...b])
+            let m = try i.withUnsafeBufferPointer { i in
+                try t.withUnsafeBufferPointer { t in try model.forward(tokens: i, targets: t, batchSize: 1, sequenceLength: b - a) }
+            }
+            expected += Double(m) * Double(b - a)
+        }
+        XCTAssertEqual(nll, expected, accuracy: 1e-2)
+        // Generation after scoring does not reuse the overwritten cache.
+        let engine = Engine(model: inference)
+        let before = try engine.complete([GenerationRequest(prompt: [1, 2, 3], maxTokens: 5, sampling: .greedy)])[0].ids
+        _ = try inference.negativeLogLikelihood(long)
+        let after = try engine.complete([GenerationRequest(prompt: [1, 2, 3], maxTokens: 5, sampling: .greedy)])[0].ids
+        XCTAssertEqual(before, after)
+    }
 }
