@@ -1,0 +1,206 @@
+// Direct preference optimisation (Rafailov et al., 2023). For a pair with prompt x, chosen y_c and
+// rejected y_r, with log-probabilities summed over the response tokens (the reply and its <|end|>):
+//   z = β·((log π(y_c|x) − log π_ref(y_c|x)) − (log π(y_r|x) − log π_ref(y_r|x))),  loss = −log σ(z).
+// Since log π(y|x) = −Σ token losses, dloss/d(token loss) = +β·σ(−z) on chosen tokens and −β·σ(−z)
+// on rejected ones: those are the per-token loss weights handed to the model's backward.
+
+import Compute
+import Foundation
+import Model
+import Tokenizer
+
+/// A preference pair as token rows: prompt + reply, and the index where the reply starts.
+struct EncodedPair {
+    var chosen: [Int32]
+    var rejected: [Int32]
+    var chosenStart: Int
+    var rejectedStart: Int
+}
+
+func encodePairs(_ pairs: [PreferencePair], format: ChatFormat, maxLength: Int) throws -> (pairs: [EncodedPair], skipped: Int) {
+    var out: [EncodedPair] = []
+    var skipped = 0
+    for p in pairs {
+        let prompt = try format.render(p.prompt, addGenerationPrompt: true).ids
+        let c = try format.render(p.prompt + [ChatMessage(role: .assistant, content: p.chosen)]).ids
+        let r = try format.render(p.prompt + [ChatMessage(role: .assistant, content: p.rejected)]).ids
+        if c.count > maxLength || r.count > maxLength { skipped += 1; continue }
+        out.append(EncodedPair(chosen: c, rejected: r, chosenStart: prompt.count, rejectedStart: prompt.count))
+    }
+    return (out, skipped)
+}
+
+/// Summed log-probabilities of the reply tokens of each row (chosen and rejected of every pair).
+func replyLogProbabilities(model: GPT, pairs: [EncodedPair], rowsPerBatch P: Int, T: Int, pad: Int32) throws -> [(Double, Double)] {
+    var rows = PaddedRows(rows: 2 * P, T: T)
+    var out: [(Double, Double)] = []
+    var i = 0
+    while i < pairs.count {
+        let n = min(P, pairs.count - i)
+        for k in 0..<P {
+            let p = pairs[i + min(k, n - 1)]
+            rows.set(row: k, T: T, ids: p.chosen, mask: replyMask(p.chosen.count, p.chosenStart), pad: pad)
+            rows.set(row: P + k, T: T, ids: p.rejected, mask: replyMask(p.rejected.count, p.rejectedStart), pad: pad)
+        }
+        try rows.tokens.withUnsafeBufferPointer { tk in
+            try rows.targets.withUnsafeBufferPointer { tg in _ = try model.forward(tokens: tk, targets: tg, batchSize: 2 * P, sequenceLength: T) }
+        }
+        let losses = model.tokenLosses()
+        for k in 0..<n {
+            var c: Double = 0, r: Double = 0
+            for t in 0..<T {
+                c -= Double(rows.weights[k * T + t]) * Double(losses[k * T + t])
+                r -= Double(rows.weights[(P + k) * T + t]) * Double(losses[(P + k) * T + t])
+            }
+            out.append((c, r))
+        }
+        i += n
+    }
+    return out
+}
+
+func replyMask(_ count: Int, _ start: Int) -> [Float] { (0..<count).map { $0 >= start ? 1 : 0 } }
+
+public struct PreferenceScore: Sendable, Codable {
+    /// Fraction of pairs where the model gives the chosen reply a higher summed log-probability.
+    public var accuracy: Double
+    /// Mean of log π(chosen) − log π(rejected) (nats).
+    public var margin: Double
+    public var pairs: Int
+    public var skipped: Int
+}
+
+public enum PreferenceOptimization {
+    static func setup(model: GPT, codec: TextCodec, maxLength: Int?) throws -> (ChatFormat, Int32, Int) {
+        guard case .bpe(let bpe) = codec else {
+            throw TrainingError.invalidSetting("DPO needs a BPE tokenizer with the chat tokens; this model has a character vocabulary")
+        }
+        let format: ChatFormat
+        do { format = try ChatFormat(bpe) } catch {
+            throw TrainingError.invalidSetting("the tokenizer lacks the chat tokens (\(error)); train it with swiftgpt tokenizer train")
+        }
+        let limit = min(maxLength ?? model.config.contextLength + 1, model.config.contextLength + 1)
+        return (format, bpe.specialTokens[ChatTokens.endOfText] ?? 0, limit)
+    }
+
+    /// How often the model prefers the chosen reply (summed log-probability), e.g. before and after DPO.
+    public static func score(model: GPT, codec: TextCodec, pairs: [PreferencePair], batchSize: Int = 8) throws -> PreferenceScore {
+        let (format, pad, limit) = try setup(model: model, codec: codec, maxLength: nil)
+        let (encoded, skipped) = try encodePairs(pairs, format: format, maxLength: limit)
+        guard !encoded.isEmpty else { return PreferenceScore(accuracy: .nan, margin: .nan, pairs: 0, skipped: skipped) }
+        let T = max(1, min(model.config.contextLength, encoded.map { max($0.chosen.count, $0.rejected.count) }.max()! - 1))
+        let logps = try replyLogProbabilities(model: model, pairs: encoded, rowsPerBatch: min(batchSize, encoded.count), T: T, pad: pad)
+        let wins = logps.filter { $0.0 > $0.1 }.count
+        let margin = logps.reduce(0) { $0 + ($1.0 - $1.1) } / Double(logps.count)
+        return PreferenceScore(accuracy: Double(wins) / Double(logps.count), margin: margin, pairs: logps.count, skipped: skipped)
+    }
+
+    /// Trains `model` (the policy) with DPO against `reference` (default: the policy's own starting
+    /// weights, evaluated before the first update). Writes RUN/last, RUN/best, metrics.jsonl, loss.svg.
+    public static func run(model: GPT, reference: GPT? = nil, codec: TextCodec, pairs: [PreferencePair], config: FineTuneConfig,
+                           directory: String, log: (String) -> Void = { print($0) }) throws -> FineTuneSummary {
+        try config.validate()
+        if let reference, reference.config != model.config {
+            throw TrainingError.configMismatch("the reference model's configuration differs from the policy's; DPO needs the same architecture (use the SFT checkpoint the policy starts from)")
+        }
+        let (format, pad, limit) = try setup(model: model, codec: codec, maxLength: config.maxLength)
+        var (encoded, skipped) = try encodePairs(pairs, format: format, maxLength: limit)
+        guard encoded.count >= 2 else { throw TrainingError.invalidSetting("only \(encoded.count) usable preference pairs fit the context of \(model.config.contextLength)") }
+        encoded = seededShuffle(encoded, seed: config.seed)
+        let valCount = config.valFraction > 0 ? max(1, Int(Double(encoded.count) * config.valFraction)) : 0
+        let T = max(1, min(model.config.contextLength, encoded.map { max($0.chosen.count, $0.rejected.count) }.max()! - 1))
+        let P = min(config.batchSize, encoded.count - valCount)
+        // Reference log-probabilities, once, with the frozen reference weights.
+        let refStart = MonotonicClock.now()
+        let refLogps = try replyLogProbabilities(model: reference ?? model, pairs: encoded, rowsPerBatch: P, T: T, pad: pad)
+        log("dpo: \(encoded.count - valCount) train + \(valCount) held-out pairs (\(skipped) skipped: longer than \(limit) tokens), "
+            + "β \(config.beta), batch \(P) pairs × \(T) tokens; reference log-probabilities in \(String(format: "%.1f", MonotonicClock.now() - refStart)) s")
+        let trainIdx = Array(0..<(encoded.count - valCount)), valIdx = Array((encoded.count - valCount)..<encoded.count)
+        let stepsPerEpoch = max(1, trainIdx.count / P)
+        let total = config.iterations > 0 ? config.iterations : max(1, Int((Double(stepsPerEpoch) * config.epochs).rounded()))
+        let metrics = try MetricsLog(directory: directory, title: "DPO loss")
+        var rows = PaddedRows(rows: 2 * P, T: T)
+        try model.prepareForTraining(batchSize: 2 * P, sequenceLength: T)
+        let beta = Double(config.beta)
+
+        func evaluate() throws -> (loss: Double, accuracy: Double, margin: Double)? {
+            guard !valIdx.isEmpty else { return nil }
+            let logps = try replyLogProbabilities(model: model, pairs: valIdx.map { encoded[$0] }, rowsPerBatch: P, T: T, pad: pad)
+            var loss = 0.0, wins = 0, margin = 0.0
+            for (k, i) in valIdx.enumerated() {
+                let z = beta * ((logps[k].0 - refLogps[i].0) - (logps[k].1 - refLogps[i].1))
+                loss += softplus(-z)
+                margin += z
+                if z > 0 { wins += 1 }
+            }
+            let n = Double(valIdx.count)
+            return (loss / n, Double(wins) / n, margin / n)
+        }
+
+        let start = MonotonicClock.now()
+        var order = seededShuffle(trainIdx, seed: config.seed &+ 1)
+        var cursor = 0, epoch = 0, step = 0
+        var lastLoss = Double.nan, best = Double.infinity
+        var lastEval: (loss: Double, accuracy: Double, margin: Double)? = nil
+        while step < total {
+            var batch: [Int] = []
+            for _ in 0..<P {
+                if cursor >= order.count { epoch += 1; order = seededShuffle(trainIdx, seed: config.seed &+ UInt64(epoch + 1)); cursor = 0 }
+                batch.append(order[cursor]); cursor += 1
+            }
+            let policy = try replyLogProbabilities(model: model, pairs: batch.map { encoded[$0] }, rowsPerBatch: P, T: T, pad: pad)
+            var loss = 0.0, wins = 0, margin = 0.0
+            for (k, i) in batch.enumerated() {
+                let z = beta * ((policy[k].0 - refLogps[i].0) - (policy[k].1 - refLogps[i].1))
+                loss += softplus(-z)
+                margin += z
+                if z > 0 { wins += 1 }
+                let coefficient = Float(beta * sigmoid(-z) / Double(P))
+                let p = encoded[i]
+                rows.set(row: k, T: T, ids: p.chosen, mask: replyMask(p.chosen.count, p.chosenStart).map { $0 * coefficient }, pad: pad)
+                rows.set(row: P + k, T: T, ids: p.rejected, mask: replyMask(p.rejected.count, p.rejectedStart).map { -$0 * coefficient }, pad: pad)
+            }
+            loss /= Double(P)
+            guard loss.isFinite else { throw TrainingError.nonFiniteLoss(step: step + 1, lastCheckpoint: nil) }
+            try model.zeroGradients()
+            try rows.tokens.withUnsafeBufferPointer { tk in
+                try rows.targets.withUnsafeBufferPointer { tg in
+                    try rows.weights.withUnsafeBufferPointer { w in _ = try model.forward(tokens: tk, targets: tg, weights: w, batchSize: 2 * P, sequenceLength: T) }
+                }
+            }
+            try model.backward()
+            let lr = config.learningRate(step: step, total: total)
+            let norm = try model.update(learningRate: lr, beta1: config.beta1, beta2: config.beta2, epsilon: 1e-8,
+                                        weightDecay: config.weightDecay, gradientClip: config.gradClip, step: step + 1)
+            step += 1
+            lastLoss = loss
+            metrics.train.append((step, loss))
+            metrics.write(["step": Double(step), "train_loss": loss, "reward_accuracy": Double(wins) / Double(P),
+                           "reward_margin": margin / Double(P), "lr": Double(lr), "grad_norm": Double(norm)])
+            let elapsed = MonotonicClock.now() - start
+            let timeUp = config.maxSeconds > 0 && elapsed >= config.maxSeconds
+            if step % max(1, config.evalEvery) == 0 || step == total || timeUp {
+                lastEval = try evaluate()
+                let eta = elapsed / Double(step) * Double(total - step)
+                log("dpo step \(step)/\(total) | loss \(String(format: "%.4f", loss))"
+                    + (lastEval.map { String(format: " | held-out loss %.4f, reward accuracy %.3f, margin %.3f", $0.loss, $0.accuracy, $0.margin) } ?? "")
+                    + " | ETA \(Int(eta))s")
+                if let e = lastEval {
+                    metrics.val.append((step, e.loss))
+                    metrics.write(["step": Double(step), "val_loss": e.loss, "val_reward_accuracy": e.accuracy, "val_reward_margin": e.margin])
+                    if e.loss < best { best = e.loss; try Checkpoint.save(model: model, codec: codec, state: nil, to: directory + "/best") }
+                }
+                metrics.plot(directory: directory)
+            }
+            if timeUp { log("dpo: time budget of \(config.maxSeconds) s reached at step \(step)"); break }
+        }
+        try Checkpoint.save(model: model, codec: codec, state: nil, to: directory + "/last")
+        if valIdx.isEmpty { try Checkpoint.save(model: model, codec: codec, state: nil, to: directory + "/best") }
+        return FineTuneSummary(steps: step, examples: trainIdx.count, validationExamples: valIdx.count, truncated: 0, skipped: skipped,
+                               finalTrainLoss: lastLoss, valLoss: lastEval?.loss, rewardAccuracy: lastEval?.accuracy,
+                               rewardMargin: lastEval?.margin, seconds: MonotonicClock.now() - start)
+    }
+}
+
+func sigmoid(_ x: Double) -> Double { x >= 0 ? 1 / (1 + exp(-x)) : exp(x) / (1 + exp(x)) }
+func softplus(_ x: Double) -> Double { x > 30 ? x : log1p(exp(x)) }
