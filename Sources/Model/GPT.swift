@@ -244,6 +244,13 @@ public final class GPT: @unchecked Sendable {
 
     // MARK: Backward
 
+    /// Zeroes the AdamW moments (a new optimisation phase, e.g. fine-tuning after pre-training in
+    /// the same process, must not inherit the previous phase's moments).
+    public func resetOptimizerState() {
+        if let m = firstMoments { backend.zero(m.storage) }
+        if let v = secondMoments { backend.zero(v.storage) }
+    }
+
     /// Sets every parameter gradient to zero.
     public func zeroGradients() throws {
         backend.zero(try ensureGradients().storage)

@@ -291,6 +291,7 @@ public enum SupervisedFineTuning {
             + "batch \(B) × \(T) tokens, \(total) steps")
         let metrics = try MetricsLog(directory: directory, title: "SFT loss (assistant tokens)")
         var rows = PaddedRows(rows: B, T: T)
+        model.resetOptimizerState()
         try model.prepareForTraining(batchSize: B, sequenceLength: T)
 
         func evaluate() throws -> Double? {

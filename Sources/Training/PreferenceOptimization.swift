@@ -83,6 +83,24 @@ public enum PreferenceOptimization {
         return (format, bpe.specialTokens[ChatTokens.endOfText] ?? 0, limit)
     }
 
+    /// Summed reply log-probabilities (chosen, rejected) of every pair that fits the context (nil
+    /// for pairs that do not).
+    public static func logProbabilities(model: GPT, codec: TextCodec, pairs: [PreferencePair], batchSize: Int = 16) throws -> [(Double, Double)?] {
+        let (format, pad, limit) = try setup(model: model, codec: codec, maxLength: nil)
+        var fits: [Int] = []
+        var encoded: [EncodedPair] = []
+        for (i, p) in pairs.enumerated() {
+            let (e, _) = try encodePairs([p], format: format, maxLength: limit)
+            if let e = e.first { fits.append(i); encoded.append(e) }
+        }
+        var out = [(Double, Double)?](repeating: nil, count: pairs.count)
+        guard !encoded.isEmpty else { return out }
+        let T = max(1, min(model.config.contextLength, encoded.map { max($0.chosen.count, $0.rejected.count) }.max()! - 1))
+        let logps = try replyLogProbabilities(model: model, pairs: encoded, rowsPerBatch: min(batchSize, encoded.count), T: T, pad: pad)
+        for (k, i) in fits.enumerated() { out[i] = logps[k] }
+        return out
+    }
+
     /// How often the model prefers the chosen reply (summed log-probability), e.g. before and after DPO.
     public static func score(model: GPT, codec: TextCodec, pairs: [PreferencePair], batchSize: Int = 8) throws -> PreferenceScore {
         let (format, pad, limit) = try setup(model: model, codec: codec, maxLength: nil)
@@ -120,6 +138,7 @@ public enum PreferenceOptimization {
         let total = config.iterations > 0 ? config.iterations : max(1, Int((Double(stepsPerEpoch) * config.epochs).rounded()))
         let metrics = try MetricsLog(directory: directory, title: "DPO loss")
         var rows = PaddedRows(rows: 2 * P, T: T)
+        model.resetOptimizerState()
         try model.prepareForTraining(batchSize: 2 * P, sequenceLength: T)
         let beta = Double(config.beta)
 

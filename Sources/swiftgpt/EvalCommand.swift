@@ -15,21 +15,41 @@ struct EvalCommand: AsyncParsableCommand {
             in consecutive windows of the model's context; loss is the mean negative log-likelihood \
             per token in nats, perplexity = e^loss, bits_per_byte = total nats / ln 2 / UTF-8 bytes \
             (comparable across tokenizers). --quantize int8 measures what int8 weights cost. \
-            --json: {"loss","perplexity","bits_per_byte","tokens","bytes"}. The sentiment, translation \
-            and preference tasks are not implemented yet.
+            --json: {"loss","perplexity","bits_per_byte","tokens","bytes"}. preference: --data holds \
+            pairs as for dpo; accuracy = share of pairs whose chosen reply gets the higher summed \
+            log-probability, margin = mean difference: {"accuracy","margin"}. The sentiment and \
+            translation tasks are not implemented yet.
             """
     )
 
     @Option(help: "A run folder (uses best/ then last/) or a checkpoint folder.") var model: String
-    @Option(help: "perplexity (sentiment, translation and preference are not implemented yet).") var task: String = "perplexity"
+    @Option(help: "perplexity or preference (sentiment and translation are not implemented yet).") var task: String = "perplexity"
     @Option(help: "Evaluation data (see the task).") var data: String
     @Option(help: "Weights: none (fp32) or int8.") var quantize: String = "none"
-    @Option(help: "Score at most this many tokens (0: all).") var maxTokens: Int = 0
+    @Option(help: "Score at most this many tokens (preference: pairs) (0: all).") var maxTokens: Int = 0
     @Flag(help: "Print one JSON object on the last line.") var json = false
 
+    /// Preference accuracy: how often the model gives the chosen reply a higher summed log-probability.
+    func preference() throws {
+        let loaded = try Checkpoint.load(model, backend: CPUBackend())
+        let (pairs, report) = try loadPreferencePairs(data)
+        printJSONLReport(report, path: data, what: "pairs with an empty or identical reply")
+        let limited = maxTokens > 0 ? Array(pairs.prefix(maxTokens)) : pairs
+        let score = try PreferenceOptimization.score(model: loaded.model, codec: loaded.codec, pairs: limited)
+        struct Output: Encodable { let accuracy: Double; let margin: Double; let pairs: Int; let skipped: Int }
+        let out = Output(accuracy: score.accuracy, margin: score.margin, pairs: score.pairs, skipped: score.skipped)
+        if json {
+            print(try jsonLine(out))
+        } else {
+            print("\(loaded.directory): prefers the chosen reply in \(fmt(100 * score.accuracy))% of \(score.pairs) pairs "
+                  + "(mean log-prob margin \(fmt(score.margin, 3)) nats; \(score.skipped) longer than the context skipped)")
+        }
+    }
+
     func run() async throws {
+        if task == "preference" { return try preference() }
         guard task == "perplexity" else {
-            throw ValidationError("--task \(task) is not implemented yet; available: perplexity")
+            throw ValidationError("--task \(task) is not implemented yet; available: perplexity, preference")
         }
         guard let format = WeightFormat(rawValue: quantize) else { throw ValidationError("--quantize must be none or int8") }
         guard maxTokens >= 0 else { throw ValidationError("--max-tokens must be ≥ 0") }

@@ -1,0 +1,118 @@
+import ArgumentParser
+import Compute
+import Foundation
+import Model
+import Training
+
+/// Flags shared by sft and dpo.
+struct FineTuneOptions: ParsableArguments {
+    @Option(help: "Passes over the training data (ignored when --iterations is set).") var epochs: Double = 1
+    @Option(help: "Steps (overrides --epochs).") var iterations: Int = 0
+    @Option(help: "Examples per step (DPO: pairs per step).") var batchSize: Int = 16
+    @Option(help: "Peak learning rate.") var lr: Float?
+    @Option(help: "Final learning rate of the cosine decay.") var minLr: Float?
+    @Option(help: "Warm-up steps.") var warmup: Int = 10
+    @Option(help: "AdamW weight decay.") var weightDecay: Float = 0
+    @Option(help: "Gradient clipping (global norm; 0: off).") var gradClip: Float = 1
+    @Option(help: "Seed for the shuffle and the held-out split.") var seed: UInt64 = 1337
+    @Option(help: "Evaluate on the held-out examples every N steps.") var evalEvery: Int = 50
+    @Option(help: "Held-out fraction of the data.") var valFraction: Double = 0.05
+    @Option(help: "Longest example in tokens (default and maximum: the model's context + 1).") var maxLength: Int?
+    @Option(help: "Stop after this many seconds (0: no limit).") var maxSeconds: Double = 0
+    @Flag(help: "Reject the whole file on a malformed JSONL line instead of skipping it.") var strict = false
+
+    func config(defaultLR: Float) -> FineTuneConfig {
+        var c = FineTuneConfig()
+        c.epochs = epochs
+        c.iterations = iterations
+        c.batchSize = batchSize
+        c.lr = lr ?? defaultLR
+        c.minLR = minLr ?? (lr ?? defaultLR) / 10
+        c.warmup = warmup
+        c.weightDecay = weightDecay
+        c.gradClip = gradClip
+        c.seed = seed
+        c.evalEvery = evalEvery
+        c.valFraction = valFraction
+        c.maxLength = maxLength
+        c.maxSeconds = maxSeconds
+        return c
+    }
+}
+
+func printJSONLReport(_ report: JSONLReport, path: String, what: String) {
+    if report.malformedCount > 0 {
+        printError("\(report.malformedCount) malformed lines in \(path) were skipped:")
+        for m in report.malformed { printError("  \(m)") }
+        if report.malformedCount > report.malformed.count { printError("  … and \(report.malformedCount - report.malformed.count) more") }
+    }
+    if report.skipped > 0 { print("skipped \(report.skipped) \(what)") }
+}
+
+struct SFTCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sft",
+        abstract: "Supervised fine-tuning on conversations: loss on the assistant's tokens only.",
+        discussion: """
+            --data is JSONL in the OpenAI messages format, one conversation per line: \
+            {"messages": [{"role": "system"|"user"|"assistant", "content": "..."}, ...]}. Conversations \
+            are rendered with the tokenizer's chat template; the loss covers assistant replies and \
+            their end-of-turn token. Longer than the context: truncated (counted); without an \
+            assistant turn: skipped (counted); malformed lines: reported with file:line and skipped \
+            (or rejected with --strict). Writes OUT/best (lowest held-out loss, what chat uses), \
+            OUT/last, metrics.jsonl and loss.svg.
+            """
+    )
+
+    @Option(help: "The pre-trained run or checkpoint to start from.") var model: String
+    @Option(help: "Conversations (JSONL).") var data: String
+    @Option(help: "Output run folder.") var out: String
+    @OptionGroup var options: FineTuneOptions
+
+    func run() async throws {
+        let loaded = try Checkpoint.load(model, backend: CPUBackend())
+        let (conversations, report) = try loadConversations(data, strict: options.strict)
+        printJSONLReport(report, path: data, what: "conversations without an assistant turn")
+        let summary = try SupervisedFineTuning.run(model: loaded.model, codec: loaded.codec, conversations: conversations,
+                                                   config: options.config(defaultLR: 1e-4), directory: out)
+        print("sft: \(summary.steps) steps in \(fmt(summary.seconds)) s; final train loss \(fmt(summary.finalTrainLoss, 4))"
+              + (summary.valLoss.map { ", held-out loss \(fmt($0, 4))" } ?? "") + "; wrote \(out) — try: swiftgpt chat --model \(out)")
+    }
+}
+
+struct DPOCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "dpo",
+        abstract: "Direct preference optimisation on chosen/rejected pairs against a frozen reference.",
+        discussion: """
+            --data is JSONL with "prompt" (text, or messages ending with a user turn; "prompt_messages" \
+            is used when present), "chosen" and "rejected" (assistant replies). The reference is the \
+            starting checkpoint (or --reference, which must have the same configuration); its \
+            log-probabilities are computed once. Loss: −log σ(β·(Δ chosen − Δ rejected)) on summed \
+            log-probabilities of the reply tokens. Logs loss, reward accuracy and margins on held-out \
+            pairs; writes OUT/best, OUT/last, metrics.jsonl and loss.svg.
+            """
+    )
+
+    @Option(help: "The SFT run or checkpoint to start from (the policy).") var model: String
+    @Option(help: "Preference pairs (JSONL).") var data: String
+    @Option(help: "Output run folder.") var out: String
+    @Option(help: "DPO β: how far the policy may move from the reference.") var beta: Float = 0.1
+    @Option(help: "Reference model (default: the starting checkpoint).") var reference: String?
+    @OptionGroup var options: FineTuneOptions
+
+    func run() async throws {
+        let loaded = try Checkpoint.load(model, backend: CPUBackend())
+        let ref = try reference.map { try Checkpoint.load($0, backend: CPUBackend()).model }
+        let (pairs, report) = try loadPreferencePairs(data, strict: options.strict)
+        printJSONLReport(report, path: data, what: "pairs with an empty or identical reply")
+        var config = options.config(defaultLR: 5e-6)
+        config.beta = beta
+        let summary = try PreferenceOptimization.run(model: loaded.model, reference: ref, codec: loaded.codec, pairs: pairs,
+                                                     config: config, directory: out)
+        print("dpo: \(summary.steps) steps in \(fmt(summary.seconds)) s; final loss \(fmt(summary.finalTrainLoss, 4))"
+              + (summary.rewardAccuracy.map { ", held-out reward accuracy \(fmt(100 * $0))%" } ?? "")
+              + (summary.rewardMargin.map { ", margin \(fmt($0, 3))" } ?? "")
+              + "; wrote \(out)")
+    }
+}

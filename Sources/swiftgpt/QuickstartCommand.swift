@@ -1,0 +1,212 @@
+import ArgumentParser
+import Chat
+import Compute
+import Engine
+import Foundation
+import Model
+import Tokenizer
+import Training
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+struct QuickstartCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "quickstart",
+        abstract: "The whole pipeline in a few minutes: data, tokenizer, pre-training, SFT, DPO, evaluation, chat.",
+        discussion: """
+            With no arguments SwiftGPT generates its own corpus — a small world of people, their \
+            towns, favourite colours and pets, and single-digit sums — trains a BPE tokenizer on it, \
+            pre-trains a small GPT, fine-tunes it on generated dialogues (SFT), measures how often it \
+            answers held-out questions correctly before and after, runs DPO on correct-vs-wrong answer \
+            pairs (preference accuracy on held-out pairs before and after), writes OUT/report.json and \
+            opens a chat with the result. --data PATH adds your own text (.txt/.jsonl files or folders) \
+            to the pre-training corpus. Everything is written under --out.
+            """
+    )
+
+    @Option(help: "Your own text to pre-train on as well (files or folders).") var data: [String] = []
+    @Option(help: "Output folder.") var out: String = "runs/quickstart"
+    @Flag(help: "Do not open the chat at the end.") var noChat = false
+    @Option(help: "Seconds of pre-training.") var pretrainSeconds: Double = 150
+    @Option(help: "Seed of the generated world and of training.") var seed: UInt64 = 7
+
+    func run() async throws {
+        let start = MonotonicClock.now()
+        let fm = FileManager.default
+        let dataDir = out + "/data"
+        try fm.createDirectory(atPath: dataDir, withIntermediateDirectories: true)
+        func elapsed() -> String { "[\(Int(MonotonicClock.now() - start)) s]" }
+
+        // 1. Data.
+        let world = SyntheticWorld(seed: seed)
+        let corpusPath = dataDir + "/world.txt"
+        try AtomicFile.write(Data(world.pretrainingText().utf8), to: corpusPath)
+        let dialogues = world.dialogues()
+        try writeJSONL(dialogues.map { ["messages": $0.map { ["role": $0.role.rawValue, "content": $0.content] }] }, to: dataDir + "/sft.jsonl")
+        print("\(elapsed()) 1/6 data: \(world.people.count) people and 100 sums → \(corpusPath); \(dialogues.count) dialogues; "
+              + "\(world.heldOutQuestions.count) held-out questions")
+
+        // 2. Tokenizer: BPE on the corpus and the dialogues (plus the user's text).
+        let tokenizerPath = out + "/tokenizer.json"
+        var counts = PieceCounts()
+        let dialogueText = dialogues.flatMap { $0.map(\.content) }.joined(separator: "\n")
+        for text in [try String(contentsOfFile: corpusPath, encoding: .utf8), dialogueText] {
+            Array(text.utf8).withUnsafeBufferPointer { counts.count($0, pattern: .gpt4, threads: Parallel.threadCount) }
+        }
+        if !data.isEmpty {
+            try CorpusReader(paths: data).forEachBlock { block, _ in counts.count(block, pattern: .gpt4, threads: Parallel.threadCount) }
+        }
+        let bpe = try BPETrainer(vocabularySize: 512, pattern: .gpt4, specialTokens: ChatTokens.all).train(counts)
+        try bpe.saveHuggingFace(to: tokenizerPath)
+        print("\(elapsed()) 2/6 tokenizer: \(bpe.vocabularySize) tokens → \(tokenizerPath)")
+
+        // 3. Pre-training.
+        var prep = DataPreparation(inputs: [corpusPath] + data, outputDirectory: dataDir + "/tokens", tokenizerPath: tokenizerPath)
+        prep.valFraction = 0.05
+        let meta = try prep.run()
+        var config = TrainConfig()
+        config.layers = 4; config.heads = 4; config.width = 128; config.context = 64
+        config.batchSize = 32; config.iterations = 100_000; config.maxSeconds = pretrainSeconds
+        config.lr = 2e-3; config.minLR = 2e-4; config.warmup = 50; config.weightDecay = 0.1
+        config.evalEvery = 250; config.evalBatches = 10; config.sampleTokens = 0; config.seed = seed
+        // Size the schedule to the time budget from this machine's measured step rate, so the cosine
+        // decay finishes (a schedule cut off by the clock leaves the learning rate high).
+        let modelConfig = GPTConfig(vocabSize: bpe.vocabularySize, contextLength: 64, layers: 4, heads: 4, width: 128)
+        let probe = try TrainBenchmark.run(name: "probe", config: modelConfig, batchSize: config.batchSize, steps: 8, warmup: 2, log: nil)
+        config.iterations = max(100, Int(pretrainSeconds * 1000 / probe.stepMs * 0.9))
+        let pretrainDir = out + "/pretrain"
+        print("\(elapsed()) 3/6 pre-training 4 layers × 128 wide on \(meta.trainTokens) tokens for up to \(Int(pretrainSeconds)) s → \(pretrainDir)")
+        let trainer = Trainer(config: config, dataDirectory: dataDir + "/tokens", runDirectory: pretrainDir)
+        var lastLine = MonotonicClock.now()
+        trainer.log = { line in
+            if line.hasPrefix("eval") || MonotonicClock.now() - lastLine > 15 { print("    " + line); lastLine = MonotonicClock.now() }
+        }
+        let pretrain = try trainer.run()
+
+        // 4. SFT, with task accuracy before and after.
+        let loaded = try Checkpoint.load(pretrainDir, backend: CPUBackend(), prefer: ["last"])
+        let model = loaded.model, codec = loaded.codec
+        let before = try taskAccuracy(model: model, codec: codec, questions: world.heldOutQuestions)
+        var sft = FineTuneConfig()
+        sft.epochs = 4; sft.batchSize = 32; sft.lr = 1e-3; sft.minLR = 1e-4; sft.warmup = 10; sft.evalEvery = 40
+        sft.valFraction = 0.05; sft.seed = seed
+        print("\(elapsed()) 4/6 SFT on \(dialogues.count) dialogues (held-out task accuracy before: \(fmt(100 * before))%) → \(out)/sft")
+        _ = try SupervisedFineTuning.run(model: model, codec: codec, conversations: dialogues, config: sft,
+                                         directory: out + "/sft", log: { print("    " + $0) })
+        let after = try taskAccuracy(model: model, codec: codec, questions: world.heldOutQuestions)
+        print("    held-out task accuracy after SFT: \(fmt(100 * after))%")
+
+        // 5. DPO on hard pairs: for every question, the correct answer against the wrong answer the
+        //    SFT model finds most likely. Preference accuracy before and after on held-out questions.
+        let trainPairs = try hardestPairs(model: model, codec: codec, questions: world.trainQuestions)
+        let heldOutPairs = try hardestPairs(model: model, codec: codec, questions: world.heldOutQuestions)
+        for (pairs, name) in [(trainPairs, "dpo.jsonl"), (heldOutPairs, "dpo_heldout.jsonl")] {
+            try writeJSONL(pairs.map { p -> [String: Any] in
+                ["prompt": p.prompt.map { ["role": $0.role.rawValue, "content": $0.content] }, "chosen": p.chosen, "rejected": p.rejected]
+            }, to: dataDir + "/" + name)
+        }
+        let prefBefore = try PreferenceOptimization.score(model: model, codec: codec, pairs: heldOutPairs)
+        var dpo = FineTuneConfig()
+        dpo.epochs = 2; dpo.batchSize = 16; dpo.lr = 3e-5; dpo.minLR = 3e-6; dpo.warmup = 5; dpo.beta = 0.1
+        dpo.evalEvery = 20; dpo.valFraction = 0.05; dpo.seed = seed
+        print("\(elapsed()) 5/6 DPO on \(trainPairs.count) pairs (held-out preference accuracy before: \(fmt(100 * prefBefore.accuracy))%) → \(out)/dpo")
+        _ = try PreferenceOptimization.run(model: model, codec: codec, pairs: trainPairs, config: dpo,
+                                           directory: out + "/dpo", log: { print("    " + $0) })
+        let prefAfter = try PreferenceOptimization.score(model: model, codec: codec, pairs: heldOutPairs)
+        let afterDPO = try taskAccuracy(model: model, codec: codec, questions: world.heldOutQuestions)
+        let modelDir = out + "/dpo"
+        try Checkpoint.save(model: model, codec: codec, state: nil, to: modelDir + "/best")
+
+        // 6. Report.
+        let seconds = MonotonicClock.now() - start
+        struct Report: Encodable {
+            let seconds: Double
+            let pretrain_val_loss: Double?
+            let pretrain_steps: Int
+            let task_accuracy_before_sft: Double
+            let task_accuracy_after_sft: Double
+            let task_accuracy_after_dpo: Double
+            let preference_accuracy_before_dpo: Double
+            let preference_accuracy_after_dpo: Double
+            let preference_margin_before_dpo: Double
+            let preference_margin_after_dpo: Double
+            let held_out_questions: Int
+            let held_out_pairs: Int
+            let model_dir: String
+        }
+        let report = Report(seconds: seconds, pretrain_val_loss: pretrain.bestValLoss ?? pretrain.finalValLoss, pretrain_steps: pretrain.steps,
+                            task_accuracy_before_sft: before, task_accuracy_after_sft: after, task_accuracy_after_dpo: afterDPO,
+                            preference_accuracy_before_dpo: prefBefore.accuracy, preference_accuracy_after_dpo: prefAfter.accuracy,
+                            preference_margin_before_dpo: prefBefore.margin, preference_margin_after_dpo: prefAfter.margin,
+                            held_out_questions: world.heldOutQuestions.count, held_out_pairs: prefAfter.pairs, model_dir: modelDir)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        try AtomicFile.write(try encoder.encode(report), to: out + "/report.json")
+        print("""
+            \(elapsed()) 6/6 done in \(Int(seconds)) s. Pre-training val loss \(fmt(report.pretrain_val_loss ?? .nan, 3)); \
+            held-out task accuracy \(fmt(100 * before))% → \(fmt(100 * after))% (SFT) → \(fmt(100 * afterDPO))% (DPO); \
+            held-out preference accuracy \(fmt(100 * prefBefore.accuracy))% → \(fmt(100 * prefAfter.accuracy))% (DPO).
+            Wrote \(out)/report.json; models in \(pretrainDir), \(out)/sft, \(modelDir); data in \(dataDir).
+            Next:
+              swiftgpt chat --model \(modelDir)
+              swiftgpt generate --model \(pretrainDir) --prompt "Ada lives in" --temperature 0
+              swiftgpt eval --model \(modelDir) --task preference --data \(dataDir)/dpo_heldout.jsonl
+            """)
+        if noChat { return }
+        guard isatty(0) != 0 else {
+            print("(standard input is not a terminal: skipping the chat; run the first command above)")
+            return
+        }
+        print("Opening the chat (ask e.g. \"\(world.heldOutQuestions[0].question)\"; Ctrl-D leaves).")
+        var chat = ChatCommand()
+        chat.model = modelDir
+        chat.maxTokens = 48
+        chat.sampling = try SamplingOptions.parse(["--temperature", "0"])
+        try await chat.run()
+    }
+
+    /// For each question: its correct answer against the wrong answer the model rates most likely.
+    func hardestPairs(model: GPT, codec: TextCodec, questions: [SyntheticWorld.Question]) throws -> [PreferencePair] {
+        var candidates: [PreferencePair] = []
+        var owner: [Int] = []
+        for (i, q) in questions.enumerated() {
+            for wrong in q.wrongAnswers {
+                candidates.append(PreferencePair(prompt: [ChatMessage(role: .user, content: q.question)], chosen: q.answer, rejected: wrong))
+                owner.append(i)
+            }
+        }
+        let logps = try PreferenceOptimization.logProbabilities(model: model, codec: codec, pairs: candidates)
+        var best = [Int?](repeating: nil, count: questions.count)
+        for (k, lp) in logps.enumerated() {
+            guard let lp else { continue }
+            if let b = best[owner[k]], let other = logps[b], other.1 >= lp.1 { continue }
+            best[owner[k]] = k
+        }
+        return best.compactMap { $0.map { candidates[$0] } }
+    }
+
+    /// Share of questions answered correctly with greedy decoding and the chat template.
+    func taskAccuracy(model: GPT, codec: TextCodec, questions: [SyntheticWorld.Question]) throws -> Double {
+        let engine = Engine(model: try InferenceModel(model: model, slots: 1))
+        var correct = 0
+        for q in questions {
+            let session = try ChatSession(engine: engine, codec: codec, sampling: .greedy, maxReplyTokens: 24)
+            let reply = try session.send(q.question)
+            if SyntheticWorld.isCorrect(reply.text, for: q) { correct += 1 }
+        }
+        return Double(correct) / Double(max(1, questions.count))
+    }
+}
+
+func writeJSONL(_ records: [[String: Any]], to path: String) throws {
+    var data = Data()
+    for r in records {
+        data += try JSONSerialization.data(withJSONObject: r, options: [.sortedKeys])
+        data += Data("\n".utf8)
+    }
+    try AtomicFile.write(data, to: path)
+}
