@@ -51,7 +51,7 @@ let package = Package(
         .testTarget(name: "EngineTests", dependencies: ["Engine", "Model", "Compute"], exclude: ["Fixtures"]),
         .testTarget(name: "ChatTests", dependencies: ["Chat", "Engine", "Tokenizer", "Training", "Model", "Compute"]),
         .testTarget(name: "ComputeTests", dependencies: ["Compute"]),
-        .testTarget(name: "TrainingTests", dependencies: ["Training", "Model", "Compute", "Tokenizer"]),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "Model", "Compute", "Tokenizer"], exclude: ["Fixtures"]),
         .testTarget(name: "TokenizerTests", dependencies: ["Tokenizer"], exclude: ["Fixtures"]),
         .testTarget(name: "ModelTests", dependencies: ["Model", "Compute"], exclude: ["Fixtures"]),
     ]

@@ -113,6 +113,32 @@ public enum PreferenceOptimization {
         return PreferenceScore(accuracy: Double(wins) / Double(logps.count), margin: margin, pairs: logps.count, skipped: skipped)
     }
 
+    /// One DPO batch: reply log-probabilities of the policy, z per pair, then a weighted forward and
+    /// backward that adds dLoss/dθ (mean over the pairs) to the gradients. Returns the summed loss,
+    /// the pairs with z > 0 and the summed z.
+    static func accumulateGradients(model: GPT, pairs: [EncodedPair], reference: [(Double, Double)], beta: Double, T: Int, pad: Int32,
+                                    rows: inout PaddedRows) throws -> (loss: Double, wins: Int, margin: Double) {
+        let P = pairs.count
+        let policy = try replyLogProbabilities(model: model, pairs: pairs, rowsPerBatch: P, T: T, pad: pad)
+        var loss = 0.0, wins = 0, margin = 0.0
+        for (k, p) in pairs.enumerated() {
+            let z = beta * ((policy[k].0 - reference[k].0) - (policy[k].1 - reference[k].1))
+            loss += softplus(-z)
+            margin += z
+            if z > 0 { wins += 1 }
+            let coefficient = Float(beta * sigmoid(-z) / Double(P))
+            rows.set(row: k, T: T, ids: p.chosen, mask: replyMask(p.chosen.count, p.chosenStart).map { $0 * coefficient }, pad: pad)
+            rows.set(row: P + k, T: T, ids: p.rejected, mask: replyMask(p.rejected.count, p.rejectedStart).map { -$0 * coefficient }, pad: pad)
+        }
+        try rows.tokens.withUnsafeBufferPointer { tk in
+            try rows.targets.withUnsafeBufferPointer { tg in
+                try rows.weights.withUnsafeBufferPointer { w in _ = try model.forward(tokens: tk, targets: tg, weights: w, batchSize: 2 * P, sequenceLength: T) }
+            }
+        }
+        try model.backward()
+        return (loss, wins, margin)
+    }
+
     /// Trains `model` (the policy) with DPO against `reference` (default: the policy's own starting
     /// weights, evaluated before the first update). Writes RUN/last, RUN/best, metrics.jsonl, loss.svg.
     public static func run(model: GPT, reference: GPT? = nil, codec: TextCodec, pairs: [PreferencePair], config: FineTuneConfig,
@@ -167,27 +193,11 @@ public enum PreferenceOptimization {
                 if cursor >= order.count { epoch += 1; order = seededShuffle(trainIdx, seed: config.seed &+ UInt64(epoch + 1)); cursor = 0 }
                 batch.append(order[cursor]); cursor += 1
             }
-            let policy = try replyLogProbabilities(model: model, pairs: batch.map { encoded[$0] }, rowsPerBatch: P, T: T, pad: pad)
-            var loss = 0.0, wins = 0, margin = 0.0
-            for (k, i) in batch.enumerated() {
-                let z = beta * ((policy[k].0 - refLogps[i].0) - (policy[k].1 - refLogps[i].1))
-                loss += softplus(-z)
-                margin += z
-                if z > 0 { wins += 1 }
-                let coefficient = Float(beta * sigmoid(-z) / Double(P))
-                let p = encoded[i]
-                rows.set(row: k, T: T, ids: p.chosen, mask: replyMask(p.chosen.count, p.chosenStart).map { $0 * coefficient }, pad: pad)
-                rows.set(row: P + k, T: T, ids: p.rejected, mask: replyMask(p.rejected.count, p.rejectedStart).map { -$0 * coefficient }, pad: pad)
-            }
-            loss /= Double(P)
-            guard loss.isFinite else { throw TrainingError.nonFiniteLoss(step: step + 1, lastCheckpoint: nil) }
             try model.zeroGradients()
-            try rows.tokens.withUnsafeBufferPointer { tk in
-                try rows.targets.withUnsafeBufferPointer { tg in
-                    try rows.weights.withUnsafeBufferPointer { w in _ = try model.forward(tokens: tk, targets: tg, weights: w, batchSize: 2 * P, sequenceLength: T) }
-                }
-            }
-            try model.backward()
+            let (sum, wins, margin) = try accumulateGradients(model: model, pairs: batch.map { encoded[$0] },
+                                                              reference: batch.map { refLogps[$0] }, beta: beta, T: T, pad: pad, rows: &rows)
+            let loss = sum / Double(P)
+            guard loss.isFinite else { throw TrainingError.nonFiniteLoss(step: step + 1, lastCheckpoint: nil) }
             let lr = config.learningRate(step: step, total: total)
             let norm = try model.update(learningRate: lr, beta1: config.beta1, beta2: config.beta2, epsilon: 1e-8,
                                         weightDecay: config.weightDecay, gradientClip: config.gradClip, step: step + 1)

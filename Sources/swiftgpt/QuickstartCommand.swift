@@ -31,7 +31,7 @@ struct QuickstartCommand: AsyncParsableCommand {
     @Option(help: "Your own text to pre-train on as well (files or folders).") var data: [String] = []
     @Option(help: "Output folder.") var out: String = "runs/quickstart"
     @Flag(help: "Do not open the chat at the end.") var noChat = false
-    @Option(help: "Seconds of pre-training.") var pretrainSeconds: Double = 150
+    @Option(help: "Seconds of pre-training.") var pretrainSeconds: Double = 180
     @Option(help: "Seed of the generated world and of training.") var seed: UInt64 = 7
 
     func run() async throws {
@@ -92,12 +92,12 @@ struct QuickstartCommand: AsyncParsableCommand {
         let model = loaded.model, codec = loaded.codec
         let before = try taskAccuracy(model: model, codec: codec, questions: world.heldOutQuestions)
         var sft = FineTuneConfig()
-        sft.epochs = 4; sft.batchSize = 32; sft.lr = 1e-3; sft.minLR = 1e-4; sft.warmup = 10; sft.evalEvery = 40
+        sft.epochs = 5; sft.batchSize = 32; sft.lr = 1e-3; sft.minLR = 1e-4; sft.warmup = 10; sft.evalEvery = 40
         sft.valFraction = 0.05; sft.seed = seed
         print("\(elapsed()) 4/6 SFT on \(dialogues.count) dialogues (held-out task accuracy before: \(fmt(100 * before))%) → \(out)/sft")
         _ = try SupervisedFineTuning.run(model: model, codec: codec, conversations: dialogues, config: sft,
                                          directory: out + "/sft", log: { print("    " + $0) })
-        let after = try taskAccuracy(model: model, codec: codec, questions: world.heldOutQuestions)
+        let after = try taskAccuracy(model: model, codec: codec, questions: world.heldOutQuestions, record: out + "/sft/heldout_answers.jsonl")
         print("    held-out task accuracy after SFT: \(fmt(100 * after))%")
 
         // 5. DPO on hard pairs: for every question, the correct answer against the wrong answer the
@@ -117,7 +117,7 @@ struct QuickstartCommand: AsyncParsableCommand {
         _ = try PreferenceOptimization.run(model: model, codec: codec, pairs: trainPairs, config: dpo,
                                            directory: out + "/dpo", log: { print("    " + $0) })
         let prefAfter = try PreferenceOptimization.score(model: model, codec: codec, pairs: heldOutPairs)
-        let afterDPO = try taskAccuracy(model: model, codec: codec, questions: world.heldOutQuestions)
+        let afterDPO = try taskAccuracy(model: model, codec: codec, questions: world.heldOutQuestions, record: out + "/dpo/heldout_answers.jsonl")
         let modelDir = out + "/dpo"
         try Checkpoint.save(model: model, codec: codec, state: nil, to: modelDir + "/best")
 
@@ -190,14 +190,18 @@ struct QuickstartCommand: AsyncParsableCommand {
     }
 
     /// Share of questions answered correctly with greedy decoding and the chat template.
-    func taskAccuracy(model: GPT, codec: TextCodec, questions: [SyntheticWorld.Question]) throws -> Double {
+    func taskAccuracy(model: GPT, codec: TextCodec, questions: [SyntheticWorld.Question], record: String? = nil) throws -> Double {
         let engine = Engine(model: try InferenceModel(model: model, slots: 1))
         var correct = 0
+        var lines: [[String: Any]] = []
         for q in questions {
             let session = try ChatSession(engine: engine, codec: codec, sampling: .greedy, maxReplyTokens: 24)
             let reply = try session.send(q.question)
-            if SyntheticWorld.isCorrect(reply.text, for: q) { correct += 1 }
+            let ok = SyntheticWorld.isCorrect(reply.text, for: q)
+            if ok { correct += 1 }
+            lines.append(["question": q.question, "expected": q.answer, "reply": reply.text, "correct": ok])
         }
+        if let record { try writeJSONL(lines, to: record) }
         return Double(correct) / Double(max(1, questions.count))
     }
 }

@@ -1,0 +1,127 @@
+// SFT (masked loss) and DPO (loss, log-probabilities, gradients) against PyTorch on a tiny GPT-2
+// (Tools/reference/finetune_fixture.py).
+
+import Compute
+import Foundation
+import Model
+import XCTest
+@testable import Training
+
+final class FineTuneReferenceTests: XCTestCase {
+    let config = GPTConfig(vocabSize: 97, contextLength: 16, layers: 2, heads: 4, width: 64)
+
+    func fixture() throws -> SafetensorsFile {
+        try SafetensorsFile(path: URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/finetune_tiny.safetensors").path)
+    }
+
+    func load(_ file: SafetensorsFile, prefix: String) throws -> GPT {
+        let model = try GPT(config: config, backend: CPUBackend())
+        try model.loadHuggingFaceGPT2(file, prefix: prefix)
+        return model
+    }
+
+    func pairs(_ file: SafetensorsFile) throws -> [EncodedPair] {
+        let chosen = try file.floats("chosen").map { Int32($0) }, rejected = try file.floats("rejected").map { Int32($0) }
+        let starts = try file.floats("reply_start").map { Int($0) }
+        return (0..<3).map { i in
+            EncodedPair(chosen: Array(chosen[(i * 17)..<((i + 1) * 17)]), rejected: Array(rejected[(i * 17)..<((i + 1) * 17)]),
+                        chosenStart: starts[i], rejectedStart: starts[i])
+        }
+    }
+
+    func assertGradients(_ model: GPT, _ file: SafetensorsFile, _ kind: String, file f: StaticString = #filePath, line: UInt = #line) throws {
+        for entry in model.parameters.entries {
+            let ours = model.oursToHuggingFace(entry, model.gradient(entry.name)!).values
+            let theirs = try file.floats("grad.\(kind).transformer." + entry.name)
+            var scale: Float = 1e-6
+            for v in theirs { scale = max(scale, abs(v)) }
+            for i in theirs.indices {
+                XCTAssertEqual(ours[i], theirs[i], accuracy: 2e-4 * scale, "\(kind) gradient of \(entry.name)[\(i)]", file: f, line: line)
+                if abs(ours[i] - theirs[i]) > 2e-4 * scale { return }
+            }
+        }
+    }
+
+    func testMaskedSFTLossAndGradientsMatchPyTorch() throws {
+        let file = try fixture()
+        let model = try load(file, prefix: "transformer.")
+        let encoded = try pairs(file)
+        var rows = PaddedRows(rows: 3, T: 16)
+        var count: Float = 0
+        for (k, p) in encoded.enumerated() {
+            let mask = replyMask(p.chosen.count, p.chosenStart)
+            rows.set(row: k, T: 16, ids: p.chosen, mask: mask, pad: 0)
+            count += mask.dropFirst().reduce(0, +)
+        }
+        for j in rows.weights.indices { rows.weights[j] /= count }
+        try model.zeroGradients()
+        let loss = try rows.tokens.withUnsafeBufferPointer { tk in
+            try rows.targets.withUnsafeBufferPointer { tg in
+                try rows.weights.withUnsafeBufferPointer { w in try model.forward(tokens: tk, targets: tg, weights: w, batchSize: 3, sequenceLength: 16) }
+            }
+        }
+        try model.backward()
+        XCTAssertEqual(loss, try file.floats("sft_loss")[0], accuracy: 1e-4)
+        try assertGradients(model, file, "sft")
+    }
+
+    func testDPOLossLogProbabilitiesAndGradientsMatchPyTorch() throws {
+        let file = try fixture()
+        let policy = try load(file, prefix: "transformer."), reference = try load(file, prefix: "ref.transformer.")
+        let encoded = try pairs(file)
+        let ref = try replyLogProbabilities(model: reference, pairs: encoded, rowsPerBatch: 3, T: 16, pad: 0)
+        let refChosen = try file.floats("reference_chosen_logps"), refRejected = try file.floats("reference_rejected_logps")
+        for k in 0..<3 {
+            XCTAssertEqual(ref[k].0, Double(refChosen[k]), accuracy: 1e-3)
+            XCTAssertEqual(ref[k].1, Double(refRejected[k]), accuracy: 1e-3)
+        }
+        let pol = try replyLogProbabilities(model: policy, pairs: encoded, rowsPerBatch: 3, T: 16, pad: 0)
+        let polChosen = try file.floats("policy_chosen_logps")
+        for k in 0..<3 { XCTAssertEqual(pol[k].0, Double(polChosen[k]), accuracy: 1e-3) }
+        var rows = PaddedRows(rows: 6, T: 16)
+        try policy.zeroGradients()
+        let beta = Double(try file.floats("beta")[0])
+        let (sum, _, _) = try PreferenceOptimization.accumulateGradients(model: policy, pairs: encoded, reference: ref, beta: beta,
+                                                                        T: 16, pad: 0, rows: &rows)
+        XCTAssertEqual(sum / 3, Double(try file.floats("dpo_loss")[0]), accuracy: 1e-4)
+        try assertGradients(policy, file, "dpo")
+    }
+
+    func testPreferenceFilesReportBadLinesWithTheirNumbers() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("swiftgpt-pref-\(getpid())")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let path = dir.appendingPathComponent("p.jsonl").path
+        try """
+        {"prompt": "Hi", "chosen": "Hello!", "rejected": "Go away."}
+        {"prompt": [{"role": "user", "content": "Hi"}], "chosen": "Hey", "rejected": "Hey"}
+        not json
+        {"prompt_messages": [{"role": "user", "content": "2+2?"}], "prompt": "ignored", "chosen": "4", "rejected": "5"}
+        {"chosen": "x", "rejected": "y"}
+        """.write(toFile: path, atomically: true, encoding: .utf8)
+        let (pairs, report) = try loadPreferencePairs(path)
+        XCTAssertEqual(pairs.count, 2)
+        XCTAssertEqual(pairs[1].prompt, [ChatMessageLike.user("2+2?")])
+        XCTAssertEqual(report.skipped, 1)  // identical replies
+        XCTAssertEqual(report.malformedCount, 2)
+        XCTAssertTrue(report.malformed[0].contains("p.jsonl:3"), report.malformed[0])
+        XCTAssertTrue(report.malformed[1].contains("p.jsonl:5"), report.malformed[1])
+        XCTAssertThrowsError(try loadPreferencePairs(path, strict: true)) { XCTAssertTrue("\($0)".contains("line 3")) }
+        let convPath = dir.appendingPathComponent("c.jsonl").path
+        try """
+        {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]}
+        {"messages": [{"role": "user", "content": "no reply"}]}
+        {"messages": [{"role": "robot", "content": "?"}]}
+        """.write(toFile: convPath, atomically: true, encoding: .utf8)
+        let (conversations, r2) = try loadConversations(convPath)
+        XCTAssertEqual(conversations.count, 1)
+        XCTAssertEqual(r2.skipped, 1)
+        XCTAssertEqual(r2.malformedCount, 1)
+        XCTAssertTrue(r2.malformed[0].contains("robot"))
+    }
+}
+
+import Tokenizer
+enum ChatMessageLike {
+    static func user(_ s: String) -> ChatMessage { ChatMessage(role: .user, content: s) }
+}
