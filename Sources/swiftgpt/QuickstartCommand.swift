@@ -92,7 +92,7 @@ struct QuickstartCommand: AsyncParsableCommand {
         let model = loaded.model, codec = loaded.codec
         let before = try taskAccuracy(model: model, codec: codec, questions: world.heldOutQuestions)
         var sft = FineTuneConfig()
-        sft.epochs = 5; sft.batchSize = 32; sft.lr = 1e-3; sft.minLR = 1e-4; sft.warmup = 10; sft.evalEvery = 40
+        sft.epochs = 8; sft.batchSize = 32; sft.lr = 1e-3; sft.minLR = 1e-4; sft.warmup = 10; sft.evalEvery = 40
         sft.valFraction = 0.05; sft.seed = seed
         print("\(elapsed()) 4/6 SFT on \(dialogues.count) dialogues (held-out task accuracy before: \(fmt(100 * before))%) → \(out)/sft")
         _ = try SupervisedFineTuning.run(model: model, codec: codec, conversations: dialogues, config: sft,
@@ -111,7 +111,7 @@ struct QuickstartCommand: AsyncParsableCommand {
         }
         let prefBefore = try PreferenceOptimization.score(model: model, codec: codec, pairs: heldOutPairs)
         var dpo = FineTuneConfig()
-        dpo.epochs = 2; dpo.batchSize = 16; dpo.lr = 3e-5; dpo.minLR = 3e-6; dpo.warmup = 5; dpo.beta = 0.1
+        dpo.epochs = 4; dpo.batchSize = 16; dpo.lr = 1e-4; dpo.minLR = 1e-5; dpo.warmup = 5; dpo.beta = 0.1
         dpo.evalEvery = 20; dpo.valFraction = 0.05; dpo.seed = seed
         print("\(elapsed()) 5/6 DPO on \(trainPairs.count) pairs (held-out preference accuracy before: \(fmt(100 * prefBefore.accuracy))%) → \(out)/dpo")
         _ = try PreferenceOptimization.run(model: model, codec: codec, pairs: trainPairs, config: dpo,
