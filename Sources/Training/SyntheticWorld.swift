@@ -5,7 +5,7 @@
 // - Dialogues ask about two of each person's three facts and most sums (SFT); the rest are held out, so task
 //   accuracy measures whether fine-tuning taught the model to answer from what it learnt in
 //   pre-training, not to repeat answers it was shown.
-// - Preference pairs set the correct answer against a wrong one (DPO).
+// - Preference pairs set a full-sentence correct answer against a wrong one or a bare value (DPO).
 
 import Compute
 import Foundation
@@ -27,6 +27,8 @@ public struct SyntheticWorld: Sendable {
         public let key: String
         /// Wrong values of the same kind (for rejected answers).
         public let wrongAnswers: [String]
+        /// The same answer without a full sentence ("Lakeside."): correct, but not the preferred style.
+        public var shortAnswer: String { key + "." }
     }
 
     static let names = ["Ada", "Ben", "Cleo", "Dev", "Eli", "Fay", "Gus", "Hana", "Ivo", "Jun", "Kira", "Leo", "Mia", "Nico",
@@ -114,9 +116,11 @@ public struct SyntheticWorld: Sendable {
         var rng = SeededRandom(seed: seed &+ 202)
         var out: [[ChatMessage]] = []
         for q in trainQuestions {
-            for asking in Self.askings {
+            for (j, asking) in Self.askings.enumerated() {
+                // Half the replies are full sentences, half only the value: SFT teaches both styles,
+                // preference optimisation then teaches which one people prefer.
                 out.append([ChatMessage(role: .user, content: asking.replacingOccurrences(of: "%@", with: q.question)),
-                            ChatMessage(role: .assistant, content: q.answer)])
+                            ChatMessage(role: .assistant, content: j % 2 == 0 ? q.answer : q.shortAnswer)])
             }
         }
         for _ in 0..<(trainQuestions.count / 2) {

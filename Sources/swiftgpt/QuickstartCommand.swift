@@ -100,8 +100,9 @@ struct QuickstartCommand: AsyncParsableCommand {
         let after = try taskAccuracy(model: model, codec: codec, questions: world.heldOutQuestions, record: out + "/sft/heldout_answers.jsonl")
         print("    held-out task accuracy after SFT: \(fmt(100 * after))%")
 
-        // 5. DPO on hard pairs: for every question, the correct answer against the wrong answer the
-        //    SFT model finds most likely. Preference accuracy before and after on held-out questions.
+        // 5. DPO: for every question, the full correct answer against the wrong answer the SFT model
+        //    finds most likely, and against the bare value. Preference accuracy before and after on
+        //    held-out questions.
         let trainPairs = try hardestPairs(model: model, codec: codec, questions: world.trainQuestions)
         let heldOutPairs = try hardestPairs(model: model, codec: codec, questions: world.heldOutQuestions)
         for (pairs, name) in [(trainPairs, "dpo.jsonl"), (heldOutPairs, "dpo_heldout.jsonl")] {
@@ -169,7 +170,8 @@ struct QuickstartCommand: AsyncParsableCommand {
         try await chat.run()
     }
 
-    /// For each question: its correct answer against the wrong answer the model rates most likely.
+    /// For each question: its correct answer against the wrong answer the model rates most likely,
+    /// and against the bare value.
     func hardestPairs(model: GPT, codec: TextCodec, questions: [SyntheticWorld.Question]) throws -> [PreferencePair] {
         var candidates: [PreferencePair] = []
         var owner: [Int] = []
@@ -186,7 +188,13 @@ struct QuickstartCommand: AsyncParsableCommand {
             if let b = best[owner[k]], let other = logps[b], other.1 >= lp.1 { continue }
             best[owner[k]] = k
         }
-        return best.compactMap { $0.map { candidates[$0] } }
+        // And the preferred style: a full sentence over the bare value (SFT taught both).
+        var pairs: [PreferencePair] = []
+        for (i, q) in questions.enumerated() {
+            if let b = best[i] { pairs.append(candidates[b]) }
+            pairs.append(PreferencePair(prompt: [ChatMessage(role: .user, content: q.question)], chosen: q.answer, rejected: q.shortAnswer))
+        }
+        return pairs
     }
 
     /// Share of questions answered correctly with greedy decoding and the chat template.
