@@ -112,7 +112,7 @@ struct QuickstartCommand: AsyncParsableCommand {
         }
         let prefBefore = try PreferenceOptimization.score(model: model, codec: codec, pairs: heldOutPairs)
         var dpo = FineTuneConfig()
-        dpo.epochs = 4; dpo.batchSize = 16; dpo.lr = 1e-4; dpo.minLR = 1e-5; dpo.warmup = 5; dpo.beta = 0.1
+        dpo.epochs = 2; dpo.batchSize = 16; dpo.lr = 3e-5; dpo.minLR = 3e-6; dpo.warmup = 5; dpo.beta = 0.1
         dpo.evalEvery = 20; dpo.valFraction = 0.05; dpo.seed = seed
         print("\(elapsed()) 5/6 DPO on \(trainPairs.count) pairs (held-out preference accuracy before: \(fmt(100 * prefBefore.accuracy))%) → \(out)/dpo")
         _ = try PreferenceOptimization.run(model: model, codec: codec, pairs: trainPairs, config: dpo,
