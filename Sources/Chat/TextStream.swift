@@ -7,25 +7,15 @@ import Training
 /// Token ids in, complete text out. Bytes of a character split across tokens wait for the rest.
 public struct TextStream {
     public let codec: TextCodec
-    private var pending: [UInt8] = []
+    private var text = UTF8Stream()
 
     public init(codec: TextCodec) { self.codec = codec }
 
     /// Adds one token; returns the text that is now complete (possibly empty).
-    public mutating func push(_ id: Int32) throws -> String {
-        pending += try codec.bytes(of: id)
-        let cut = completePrefixLength(pending)
-        if cut == 0 { return "" }
-        let text = String(decoding: pending[0..<cut], as: UTF8.self)
-        pending.removeFirst(cut)
-        return text
-    }
+    public mutating func push(_ id: Int32) throws -> String { text.push(try codec.bytes(of: id)) }
 
     /// What is left (an unfinished character becomes U+FFFD).
-    public mutating func finish() -> String {
-        defer { pending.removeAll() }
-        return pending.isEmpty ? "" : String(decoding: pending, as: UTF8.self)
-    }
+    public mutating func finish() -> String { text.finish() }
 }
 
 /// Finds stop strings in streamed text. Text that might be the start of a stop string is held back

@@ -161,7 +161,7 @@ extension CPUBackend {
                 for i in 0..<rows {
                     let src = q + (r0 + i) * C, dst = W + i * C, s = sc[r0 + i]
                     var c = 0
-                    while c + 8 <= C { store8(int8Load8(src + c) * s, dst + c); c += 8 }
+                    while c + 8 <= C { store8(int8Load8(UnsafePointer(src + c)) * s, dst + c); c += 8 }
                     while c < C { dst[c] = Float(src[c]) * s; c += 1 }
                 }
                 if let b { for n in 0..<N { (o + n * OC + r0).update(from: b + r0, count: rows) } }
@@ -238,9 +238,6 @@ extension Int8: SmallMatmulWeight {
 func int8Load8(_ p: UnsafePointer<Int8>) -> Float8 {
     Float8(SIMD8<Int32>(truncatingIfNeeded: UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Int8>.self)))
 }
-
-@inline(__always)
-func int8Load8(_ p: UnsafeMutablePointer<Int8>) -> Float8 { int8Load8(UnsafePointer(p)) }
 
 /// Dot product of one weight row with one input, streaming the row front to back with four
 /// accumulators.

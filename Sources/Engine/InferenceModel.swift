@@ -165,6 +165,14 @@ public final class InferenceModel: @unchecked Sendable {
         }
     }
 
+    /// Final layer norm and the (tied) vocabulary head: logits (N, Vp) from hidden states (N, C).
+    private func head(out: FloatBuffer, hidden: FloatBuffer, ln: FloatBuffer, mean: FloatBuffer, rstd: FloatBuffer, N: Int) {
+        let C = config.width, L = config.layers
+        backend.layerNormForward(out: ln, mean: mean, rstd: rstd, input: hidden,
+                                 weight: model.parameters[2 + 12 * L], bias: model.parameters[3 + 12 * L], N: N, C: C)
+        linear(out: out, input: ln, weight: 0, bias: nil, N: N, C: C, OC: config.paddedVocabSize)
+    }
+
     /// Copies the first `length` cached positions of one slot into another (n samples of one prompt
     /// share its prefill).
     public func copySlot(from source: Int, to destination: Int, length: Int) {
@@ -214,12 +222,10 @@ public final class InferenceModel: @unchecked Sendable {
             r0 = r1
         }
         // Final layer norm and vocabulary head for the last row of every input only.
-        let C = config.width, V = config.vocabSize, Vp = config.paddedVocabSize, L = config.layers
+        let C = config.width, V = config.vocabSize, Vp = config.paddedVocabSize
         let n = inputs.count
         let last = work[9].slice(0, n * C), lastLn = work[10].slice(0, n * C), logits = work[13].slice(0, n * Vp)
-        backend.layerNormForward(out: lastLn, mean: work[11], rstd: work[12], input: last,
-                                 weight: model.parameters[2 + 12 * L], bias: model.parameters[3 + 12 * L], N: n, C: C)
-        linear(out: logits, input: lastLn, weight: 0, bias: nil, N: n, C: C, OC: Vp)
+        head(out: logits, hidden: last, ln: lastLn, mean: work[11], rstd: work[12], N: n)
         var padded = [Float](repeating: 0, count: n * Vp)
         padded.withUnsafeMutableBufferPointer { backend.download(logits, into: $0) }
         if V == Vp { return padded }
@@ -235,7 +241,7 @@ public final class InferenceModel: @unchecked Sendable {
     public func negativeLogLikelihood(_ ids: [Int32]) throws -> (nll: Double, count: Int) {
         guard ids.count >= 2 else { return (0, 0) }
         for t in ids where t < 0 || Int(t) >= config.vocabSize { throw EngineError.invalidToken(t, vocabularySize: config.vocabSize) }
-        let C = config.width, V = config.vocabSize, Vp = config.paddedVocabSize, L = config.layers
+        let C = config.width, V = config.vocabSize, Vp = config.paddedVocabSize
         if headScratch == nil {
             headScratch = try Arena(backend: backend, entries: [
                 ArenaEntry(name: "ln", shape: [rowsPerPass, C]), ArenaEntry(name: "mean", shape: [rowsPerPass]),
@@ -256,9 +262,7 @@ public final class InferenceModel: @unchecked Sendable {
                 pass(slots: ArraySlice(repeating: 0, count: n), tokens: ids[r0..<r1],
                      positions: ArraySlice((r0 - w0)..<(r1 - w0)).map { Int32($0) }[...], outputs: ArraySlice(repeating: -1, count: n))
                 let x = work[0].slice(0, n * C), ln = scratch[0].slice(0, n * C), logits = scratch[3].slice(0, n * Vp)
-                backend.layerNormForward(out: ln, mean: scratch[1], rstd: scratch[2], input: x,
-                                         weight: model.parameters[2 + 12 * L], bias: model.parameters[3 + 12 * L], N: n, C: C)
-                linear(out: logits, input: ln, weight: 0, bias: nil, N: n, C: C, OC: Vp)
+                head(out: logits, hidden: x, ln: ln, mean: scratch[1], rstd: scratch[2], N: n)
                 host.withUnsafeMutableBufferPointer { backend.download(logits, into: UnsafeMutableBufferPointer(rebasing: $0[0..<(n * Vp)])) }
                 for i in 0..<n {
                     let row = i * Vp

@@ -3,7 +3,7 @@
 
 public struct StreamingDecoder: Sendable {
     private let bpe: BPE
-    private var pending: [UInt8] = []
+    private var text = UTF8Stream()
 
     public init(_ bpe: BPE) {
         self.bpe = bpe
@@ -14,7 +14,23 @@ public struct StreamingDecoder: Sendable {
         guard id >= 0, Int(id) < bpe.vocabularySize else {
             throw TokenizerError.invalidTokenID(Int(id), vocabularySize: bpe.vocabularySize)
         }
-        pending += bpe.tokenBytes[Int(id)]
+        return text.push(bpe.tokenBytes[Int(id)])
+    }
+
+    /// Flushes what is left (an incomplete character becomes U+FFFD).
+    public mutating func finish() -> String { text.finish() }
+}
+
+/// Bytes in, complete UTF-8 text out: the bytes of a character that is not finished yet are held
+/// back until it is. The core of every streaming decoder (BPE ids here, any codec in Chat).
+public struct UTF8Stream: Sendable {
+    private var pending: [UInt8] = []
+
+    public init() {}
+
+    /// Appends bytes; returns the text that is now complete (possibly empty).
+    public mutating func push(_ bytes: [UInt8]) -> String {
+        pending += bytes
         let cut = completePrefixLength(pending)
         if cut == 0 { return "" }
         let text = String(decoding: pending[0..<cut], as: UTF8.self)
@@ -22,7 +38,7 @@ public struct StreamingDecoder: Sendable {
         return text
     }
 
-    /// Flushes what is left (an incomplete character becomes U+FFFD).
+    /// What is left (an unfinished character becomes U+FFFD).
     public mutating func finish() -> String {
         defer { pending.removeAll() }
         return pending.isEmpty ? "" : String(decoding: pending, as: UTF8.self)
@@ -31,7 +47,7 @@ public struct StreamingDecoder: Sendable {
 
 /// Length of the longest prefix that does not end inside a character that may still complete.
 /// Invalid bytes count as complete (they decode to U+FFFD now; waiting cannot fix them).
-public func completePrefixLength(_ b: [UInt8]) -> Int {
+func completePrefixLength(_ b: [UInt8]) -> Int {
     let n = b.count
     // Look at the last up-to-3 bytes for the start of an unfinished sequence.
     var i = max(0, n - 3)

@@ -129,7 +129,6 @@ final class InterruptFlag: @unchecked Sendable {
     nonisolated(unsafe) static var catching: sig_atomic_t = 1
 
     var isSet: Bool { InterruptFlag.raised != 0 }
-    func clear() { InterruptFlag.raised = 0 }
     /// Ctrl-C stops the current reply while `body` runs, and leaves the program otherwise.
     func catching<R>(_ body: () throws -> R) rethrows -> R {
         InterruptFlag.raised = 0
