@@ -23,9 +23,14 @@ let package = Package(
         .library(name: "Training", targets: ["Training"]),
         .library(name: "Engine", targets: ["Engine"]),
         .library(name: "Chat", targets: ["Chat"]),
+        .library(name: "Evaluation", targets: ["Evaluation"]),
+        .library(name: "Server", targets: ["Server"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.0.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.5.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.0.0"),
     ],
     targets: [
         // C helpers that Swift cannot express: CPU feature detection (cpuid).
@@ -44,11 +49,24 @@ let package = Package(
         .target(name: "Engine", dependencies: ["Model", "Compute"], swiftSettings: optimise),
         // Text on top of the engine: streaming detokenizer, stop strings, chat sessions.
         .target(name: "Chat", dependencies: ["Engine", "Tokenizer", "Training"], swiftSettings: optimise),
+        // Tasks as chat prompts (sentiment, translation), batched task evaluation, BLEU/chrF/F1.
+        .target(name: "Evaluation", dependencies: ["Engine", "Tokenizer", "Training", "Model", "Compute"], swiftSettings: optimise),
+        // The OpenAI-compatible HTTP API and the web chat page (Hummingbird 2).
+        .target(
+            name: "Server",
+            dependencies: ["Engine", "Chat", "Tokenizer", "Training",
+                           .product(name: "Hummingbird", package: "hummingbird"),
+                           .product(name: "Logging", package: "swift-log"),
+                           .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")],
+            resources: [.copy("Web")], swiftSettings: optimise),
         .executableTarget(
             name: "swiftgpt",
-            dependencies: ["CSupport", "Model", "Compute", "Tokenizer", "Training", "Engine", "Chat", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["CSupport", "Model", "Compute", "Tokenizer", "Training", "Engine", "Chat", "Evaluation", "Server", .product(name: "Hummingbird", package: "hummingbird"), .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: optimise),
         .testTarget(name: "EngineTests", dependencies: ["Engine", "Model", "Compute"], exclude: ["Fixtures"]),
+        .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "Engine", "Tokenizer", "Training", "Model", "Compute"], exclude: ["Fixtures"]),
+        .testTarget(name: "ServerTests", dependencies: ["Server", "Engine", "Tokenizer", "Training", "Model", "Compute",
+                                                       .product(name: "HummingbirdTesting", package: "hummingbird")]),
         .testTarget(name: "ChatTests", dependencies: ["Chat", "Engine", "Tokenizer", "Training", "Model", "Compute"]),
         .testTarget(name: "ComputeTests", dependencies: ["Compute"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Model", "Compute", "Tokenizer"], exclude: ["Fixtures"]),

@@ -188,23 +188,7 @@ public final class InferenceModel: @unchecked Sendable {
     /// last new token of every input, in input order: (inputs.count × V).
     public func forward(_ inputs: [SequenceInput]) throws -> [Float] {
         guard !inputs.isEmpty else { return [] }
-        guard inputs.count <= slotCount else {
-            throw EngineError.invalidSetting("\(inputs.count) sequences but only \(slotCount) cache slots")
-        }
-        var seen = Set<Int>()
-        for input in inputs {
-            guard input.slot >= 0 && input.slot < slotCount else {
-                throw EngineError.invalidSetting("slot \(input.slot) is outside 0..<\(slotCount)")
-            }
-            guard seen.insert(input.slot).inserted else { throw EngineError.invalidSetting("slot \(input.slot) appears twice") }
-            guard !input.tokens.isEmpty else { throw EngineError.invalidSetting("an input has no tokens") }
-            guard input.start >= 0 && input.start + input.tokens.count <= capacity else {
-                throw EngineError.contextFull(needed: input.start + input.tokens.count, capacity: capacity)
-            }
-            for t in input.tokens where t < 0 || Int(t) >= config.vocabSize {
-                throw EngineError.invalidToken(t, vocabularySize: config.vocabSize)
-            }
-        }
+        try check(inputs)
         // Flatten into rows and process them in passes of at most rowsPerPass.
         var rowSlot: [Int32] = [], rowToken: [Int32] = [], rowPosition: [Int32] = [], rowOutput: [Int] = []
         for (i, input) in inputs.enumerated() {
@@ -234,6 +218,86 @@ public final class InferenceModel: @unchecked Sendable {
         return out
     }
 
+    private func check(_ inputs: [SequenceInput]) throws {
+        guard inputs.count <= slotCount else {
+            throw EngineError.invalidSetting("\(inputs.count) sequences but only \(slotCount) cache slots")
+        }
+        var seen = Set<Int>()
+        for input in inputs {
+            guard input.slot >= 0 && input.slot < slotCount else {
+                throw EngineError.invalidSetting("slot \(input.slot) is outside 0..<\(slotCount)")
+            }
+            guard seen.insert(input.slot).inserted else { throw EngineError.invalidSetting("slot \(input.slot) appears twice") }
+            guard !input.tokens.isEmpty else { throw EngineError.invalidSetting("an input has no tokens") }
+            guard input.start >= 0 && input.start + input.tokens.count <= capacity else {
+                throw EngineError.contextFull(needed: input.start + input.tokens.count, capacity: capacity)
+            }
+            for t in input.tokens where t < 0 || Int(t) >= config.vocabSize {
+                throw EngineError.invalidToken(t, vocabularySize: config.vocabSize)
+            }
+        }
+    }
+
+    /// Appends each input's tokens to its slot and returns, for every input token j, the
+    /// log-probability the model gives `targets[i][j]` as the token that follows it (the
+    /// continuation scores of classification and multiple-choice evaluation). Prompts can share a
+    /// prefix through `copySlot`.
+    public func logProbabilities(_ inputs: [SequenceInput], targets: [[Int32]]) throws -> [[Float]] {
+        guard inputs.count == targets.count else { throw EngineError.invalidSetting("\(inputs.count) inputs but \(targets.count) target lists") }
+        try check(inputs)
+        for (input, target) in zip(inputs, targets) {
+            guard input.tokens.count == target.count else {
+                throw EngineError.invalidSetting("an input has \(input.tokens.count) tokens but \(target.count) targets")
+            }
+            for t in target where t < 0 || Int(t) >= config.vocabSize { throw EngineError.invalidToken(t, vocabularySize: config.vocabSize) }
+        }
+        let scratch = try headArena()
+        let C = config.width, V = config.vocabSize, Vp = config.paddedVocabSize
+        var rowSlot: [Int32] = [], rowToken: [Int32] = [], rowPosition: [Int32] = [], rowTarget: [Int32] = []
+        for (input, target) in zip(inputs, targets) {
+            for (j, t) in input.tokens.enumerated() {
+                rowSlot.append(Int32(input.slot)); rowToken.append(t); rowPosition.append(Int32(input.start + j)); rowTarget.append(target[j])
+            }
+        }
+        var flat: [Float] = []
+        flat.reserveCapacity(rowSlot.count)
+        var host = [Float](repeating: 0, count: rowsPerPass * Vp)
+        var r0 = 0
+        while r0 < rowSlot.count {
+            let r1 = min(rowSlot.count, r0 + rowsPerPass), n = r1 - r0
+            pass(slots: rowSlot[r0..<r1], tokens: rowToken[r0..<r1], positions: rowPosition[r0..<r1], outputs: ArraySlice(repeating: -1, count: n))
+            let x = work[0].slice(0, n * C), ln = scratch[0].slice(0, n * C), logits = scratch[3].slice(0, n * Vp)
+            head(out: logits, hidden: x, ln: ln, mean: scratch[1], rstd: scratch[2], N: n)
+            host.withUnsafeMutableBufferPointer { backend.download(logits, into: UnsafeMutableBufferPointer(rebasing: $0[0..<(n * Vp)])) }
+            for i in 0..<n { flat.append(Float(logSoftmax(host, row: i * Vp, count: V, at: Int(rowTarget[r0 + i])))) }
+            r0 = r1
+        }
+        var out: [[Float]] = []
+        var k = 0
+        for input in inputs { out.append(Array(flat[k..<(k + input.tokens.count)])); k += input.tokens.count }
+        return out
+    }
+
+    private func headArena() throws -> Arena {
+        if let headScratch { return headScratch }
+        let C = config.width, Vp = config.paddedVocabSize
+        let arena = try Arena(backend: backend, entries: [
+            ArenaEntry(name: "ln", shape: [rowsPerPass, C]), ArenaEntry(name: "mean", shape: [rowsPerPass]),
+            ArenaEntry(name: "rstd", shape: [rowsPerPass]), ArenaEntry(name: "logits", shape: [rowsPerPass, Vp]),
+        ])
+        headScratch = arena
+        return arena
+    }
+
+    /// log softmax(values[row..<row+count])[at], in double precision.
+    private func logSoftmax(_ values: [Float], row: Int, count: Int, at target: Int) -> Double {
+        var mx = -Float.infinity
+        for v in 0..<count { mx = max(mx, values[row + v]) }
+        var sum: Double = 0
+        for v in 0..<count { sum += Double(expScalar(values[row + v] - mx)) }
+        return Double(values[row + target]) - Double(mx) - log(sum)
+    }
+
     /// Negative log-likelihood of a token sequence under the model: ids[0] is context only, every
     /// later id is predicted from the ones before it. Sequences longer than the cache are scored in
     /// consecutive windows of `capacity` tokens (each window starts fresh, as in nanoGPT's eval).
@@ -242,13 +306,7 @@ public final class InferenceModel: @unchecked Sendable {
         guard ids.count >= 2 else { return (0, 0) }
         for t in ids where t < 0 || Int(t) >= config.vocabSize { throw EngineError.invalidToken(t, vocabularySize: config.vocabSize) }
         let C = config.width, V = config.vocabSize, Vp = config.paddedVocabSize
-        if headScratch == nil {
-            headScratch = try Arena(backend: backend, entries: [
-                ArenaEntry(name: "ln", shape: [rowsPerPass, C]), ArenaEntry(name: "mean", shape: [rowsPerPass]),
-                ArenaEntry(name: "rstd", shape: [rowsPerPass]), ArenaEntry(name: "logits", shape: [rowsPerPass, Vp]),
-            ])
-        }
-        let scratch = headScratch!
+        let scratch = try headArena()
         cacheEpoch += 1
         var host = [Float](repeating: 0, count: rowsPerPass * Vp)
         var nll: Double = 0, count = 0
@@ -264,15 +322,7 @@ public final class InferenceModel: @unchecked Sendable {
                 let x = work[0].slice(0, n * C), ln = scratch[0].slice(0, n * C), logits = scratch[3].slice(0, n * Vp)
                 head(out: logits, hidden: x, ln: ln, mean: scratch[1], rstd: scratch[2], N: n)
                 host.withUnsafeMutableBufferPointer { backend.download(logits, into: UnsafeMutableBufferPointer(rebasing: $0[0..<(n * Vp)])) }
-                for i in 0..<n {
-                    let row = i * Vp
-                    var mx = -Float.infinity
-                    for v in 0..<V { mx = max(mx, host[row + v]) }
-                    var sum: Double = 0
-                    for v in 0..<V { sum += Double(expScalar(host[row + v] - mx)) }
-                    let target = Int(ids[r0 + i + 1])
-                    nll += Double(mx) + log(sum) - Double(host[row + target])
-                }
+                for i in 0..<n { nll -= logSoftmax(host, row: i * Vp, count: V, at: Int(ids[r0 + i + 1])) }
                 count += n
                 r0 = r1
             }

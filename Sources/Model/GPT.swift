@@ -18,6 +18,13 @@ public final class GPT: @unchecked Sendable {
 
     private var activations: Arena?
     private var gradientScratch: Arena?
+    /// Buffers of other recently used batch shapes (most recent last), kept so that a loop that
+    /// alternates between a few shapes (length-bucketed fine-tuning) does not reallocate each step.
+    private var otherShapes: [(B: Int, T: Int, activations: Arena, scratch: Arena?)] = []
+    /// How many batch shapes keep their activation buffers (1: only the current one).
+    public var shapeCacheLimit = 1 {
+        didSet { shapeCacheLimit = max(1, shapeCacheLimit); trimShapeCache() }
+    }
     private var inputs: TokenBuffer?
     private var targets: TokenBuffer?
     private var tokenCapacity = 0
@@ -69,9 +76,20 @@ public final class GPT: @unchecked Sendable {
 
     private func prepare(B: Int, T: Int) throws {
         if B == batchSize && T == sequenceLength && activations != nil { return }
+        if let current = activations, shapeCacheLimit > 1 {
+            otherShapes.append((batchSize, sequenceLength, current, gradientScratch))
+        }
         activations = nil
         gradientScratch = nil
-        activations = try Arena(backend: backend, entries: GPTLayout.activationEntries(config, B: B, T: T))
+        if let i = otherShapes.firstIndex(where: { $0.B == B && $0.T == T }) {
+            activations = otherShapes[i].activations
+            gradientScratch = otherShapes[i].scratch
+            otherShapes.remove(at: i)
+        }
+        trimShapeCache()
+        if activations == nil {
+            activations = try Arena(backend: backend, entries: GPTLayout.activationEntries(config, B: B, T: T))
+        }
         if B * T > tokenCapacity {
             if let inputs { backend.deallocateTokens(inputs) }
             if let targets { backend.deallocateTokens(targets) }
@@ -81,6 +99,11 @@ public final class GPT: @unchecked Sendable {
         }
         batchSize = B
         sequenceLength = T
+    }
+
+    private func trimShapeCache() {
+        let keep = shapeCacheLimit - 1
+        if otherShapes.count > keep { otherShapes.removeFirst(otherShapes.count - keep) }
     }
 
     /// Allocates gradients, moments and backward scratch now rather than at the first step.
@@ -105,6 +128,7 @@ public final class GPT: @unchecked Sendable {
         parameters.allocatedCount + (gradients?.allocatedCount ?? 0) + (firstMoments?.allocatedCount ?? 0)
             + (secondMoments?.allocatedCount ?? 0) + (activations?.allocatedCount ?? 0)
             + (gradientScratch?.allocatedCount ?? 0)
+            + otherShapes.reduce(0) { $0 + $1.activations.allocatedCount + ($1.scratch?.allocatedCount ?? 0) }
     }
 
     // MARK: Forward

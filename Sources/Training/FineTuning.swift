@@ -283,36 +283,65 @@ public enum SupervisedFineTuning {
         examples = seededShuffle(examples, seed: config.seed)
         let valCount = config.valFraction > 0 ? max(1, Int(Double(examples.count) * config.valFraction)) : 0
         let val = Array(examples.suffix(valCount)), train = Array(examples.prefix(examples.count - valCount))
-        let T = max(1, min(model.config.contextLength, (examples.map(\.ids.count).max() ?? 2) - 1))
+        let maxT = max(1, min(model.config.contextLength, (examples.map(\.ids.count).max() ?? 2) - 1))
         let B = min(config.batchSize, train.count)
-        let stepsPerEpoch = max(1, train.count / B)
+        // Length buckets: a batch is padded to the power-of-two length (capped at maxT) of its
+        // longest example, so short examples do not pay for the longest one in the file.
+        func bucketLength(_ ids: Int) -> Int {
+            var t = 16
+            while t < ids - 1 && t < maxT { t *= 2 }
+            return min(t, maxT)
+        }
+        func plan(_ items: [Int], seed: UInt64) -> [[Int]] {
+            var byLength: [Int: [Int]] = [:]
+            for i in seededShuffle(items, seed: seed) { byLength[bucketLength(train[i].ids.count), default: []].append(i) }
+            var batches: [[Int]] = []
+            for key in byLength.keys.sorted() {
+                let members = byLength[key]!
+                stride(from: 0, to: members.count, by: B).forEach { batches.append(Array(members[$0..<min(members.count, $0 + B)])) }
+            }
+            return seededShuffle(batches, seed: seed &+ 0x9E37)
+        }
+        var batches = plan(Array(train.indices), seed: config.seed &+ 1)
+        let stepsPerEpoch = batches.count
         let total = config.iterations > 0 ? config.iterations : max(1, Int((Double(stepsPerEpoch) * config.epochs).rounded()))
+        let buckets = Set(train.map { bucketLength($0.ids.count) }).sorted()
         log("sft: \(train.count) train + \(val.count) held-out conversations (\(truncated) truncated to \(maxLength) tokens, \(skipped) skipped), "
-            + "batch \(B) × \(T) tokens, \(total) steps")
+            + "batch \(B) × \(buckets.map(String.init).joined(separator: "/")) tokens (length buckets), \(stepsPerEpoch) steps an epoch, \(total) steps")
         let metrics = try MetricsLog(directory: directory, title: "SFT loss (assistant tokens)")
-        var rows = PaddedRows(rows: B, T: T)
         model.resetOptimizerState()
-        try model.prepareForTraining(batchSize: B, sequenceLength: T)
+        model.shapeCacheLimit = buckets.count + 1
+        defer { model.shapeCacheLimit = 1 }
+        try model.prepareForTraining(batchSize: B, sequenceLength: buckets.last ?? maxT)
+        var rowsByLength: [Int: PaddedRows] = [:]
 
+        /// Mean loss over the masked tokens of `items`, batched by length.
         func evaluate() throws -> Double? {
             guard !val.isEmpty else { return nil }
             var total: Double = 0, count: Double = 0
+            let sorted = val.sorted { $0.ids.count < $1.ids.count }
             var i = 0
-            while i < val.count {
-                for r in 0..<B { let e = val[min(i + r, val.count - 1)]; rows.set(row: r, T: T, ids: e.ids, mask: r + i < val.count ? e.mask : [Float](repeating: 0, count: e.mask.count), pad: pad) }
+            while i < sorted.count {
+                let chunk = sorted[i..<min(sorted.count, i + B)]
+                let T = chunk.map { bucketLength($0.ids.count) }.max()!
+                var rows = rowsByLength[T] ?? PaddedRows(rows: B, T: T)
+                for r in 0..<B {
+                    let e = chunk[chunk.startIndex + min(r, chunk.count - 1)]
+                    rows.set(row: r, T: T, ids: e.ids, mask: r < chunk.count ? e.mask : [Float](repeating: 0, count: e.mask.count), pad: pad)
+                }
                 try rows.tokens.withUnsafeBufferPointer { tk in
                     try rows.targets.withUnsafeBufferPointer { tg in _ = try model.forward(tokens: tk, targets: tg, batchSize: B, sequenceLength: T) }
                 }
                 let losses = model.tokenLosses()
                 for j in 0..<(B * T) where rows.weights[j] > 0 { total += Double(losses[j]) * Double(rows.weights[j]); count += Double(rows.weights[j]) }
-                i += B
+                rowsByLength[T] = rows
+                i += chunk.count
             }
             return count > 0 ? total / count : nil
         }
 
         let start = MonotonicClock.now()
-        var order = seededShuffle(Array(train.indices), seed: config.seed &+ 1)
-        var cursor = 0, epoch = 0
+        var epoch = 0
         var best = Double.infinity
         var lastLoss = Double.nan
         var lastVal: Double? = nil
@@ -320,15 +349,16 @@ public enum SupervisedFineTuning {
         while step < total {
             try model.zeroGradients()
             var masked: Float = 0
+            if batches.isEmpty {
+                epoch += 1
+                batches = plan(Array(train.indices), seed: config.seed &+ UInt64(epoch + 1))
+            }
+            let batch = batches.removeLast()
+            let T = batch.map { bucketLength(train[$0].ids.count) }.max()!
+            var rows = rowsByLength[T] ?? PaddedRows(rows: B, T: T)
             for r in 0..<B {
-                if cursor >= order.count {
-                    epoch += 1
-                    order = seededShuffle(Array(train.indices), seed: config.seed &+ UInt64(epoch + 1))
-                    cursor = 0
-                }
-                let e = train[order[cursor]]
-                cursor += 1
-                rows.set(row: r, T: T, ids: e.ids, mask: e.mask, pad: pad)
+                let e = train[batch[min(r, batch.count - 1)]]
+                rows.set(row: r, T: T, ids: e.ids, mask: r < batch.count ? e.mask : [Float](repeating: 0, count: e.mask.count), pad: pad)
             }
             for w in rows.weights { masked += w }
             let scale = 1 / max(1, masked)
@@ -338,6 +368,7 @@ public enum SupervisedFineTuning {
                     try rows.weights.withUnsafeBufferPointer { w in try model.forward(tokens: tk, targets: tg, weights: w, batchSize: B, sequenceLength: T) }
                 }
             }
+            rowsByLength[T] = rows
             guard loss.isFinite else { throw TrainingError.nonFiniteLoss(step: step + 1, lastCheckpoint: FileManager.default.fileExists(atPath: directory + "/last") ? directory + "/last" : nil) }
             try model.backward()
             let lr = config.learningRate(step: step, total: total)

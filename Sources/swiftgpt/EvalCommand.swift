@@ -1,6 +1,7 @@
 import ArgumentParser
 import Compute
 import Engine
+import Evaluation
 import Foundation
 import Tokenizer
 import Training
@@ -8,7 +9,7 @@ import Training
 struct EvalCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "eval",
-        abstract: "Evaluate a model: perplexity of a text (fp32 or int8 weights).",
+        abstract: "Evaluate a model: perplexity, sentiment accuracy/F1, translation BLEU/chrF, preference accuracy.",
         discussion: """
             perplexity: --data is a .txt file (one document) or .jsonl (a "text" field per line, \
             documents joined by the end-of-text token when the tokenizer has one). The text is scored \
@@ -17,16 +18,27 @@ struct EvalCommand: AsyncParsableCommand {
             (comparable across tokenizers). --quantize int8 measures what int8 weights cost. \
             --json: {"loss","perplexity","bits_per_byte","tokens","bytes"}. preference: --data holds \
             pairs as for dpo; accuracy = share of pairs whose chosen reply gets the higher summed \
-            log-probability, margin = mean difference: {"accuracy","margin"}. The sentiment and \
-            translation tasks are not implemented yet.
+            log-probability, margin = mean difference: {"accuracy","margin"}. sentiment: --data is a \
+            TSV (header line, then text<TAB>label; a label is 0/1 or a label word); each label word is \
+            scored as the assistant's reply to the task prompt (no free generation) and the likeliest \
+            wins: {"accuracy","f1" (macro),"per_class","confusion"}; --output writes one predicted label a \
+            line. translation: --data is a source<TAB>target TSV whose header names the languages (en, de, \
+            fr, ...); sources are translated greedily in batches and scored with sacrebleu's corpus BLEU \
+            and chrF, next to the copy-the-source baseline: {"bleu","chrf","copy_bleu","copy_chrf"}; \
+            --output writes one hypothesis a line. Malformed TSV rows are reported with their line \
+            numbers and skipped.
             """
     )
 
     @Option(help: "A run folder (uses best/ then last/) or a checkpoint folder.") var model: String
-    @Option(help: "perplexity or preference (sentiment and translation are not implemented yet).") var task: String = "perplexity"
+    @Option(help: "perplexity, sentiment, translation or preference.") var task: String = "perplexity"
     @Option(help: "Evaluation data (see the task).") var data: String
     @Option(help: "Weights: none (fp32) or int8.") var quantize: String = "none"
-    @Option(help: "Score at most this many tokens (preference: pairs) (0: all).") var maxTokens: Int = 0
+    @Option(help: "Score at most this many tokens (preference, sentiment, translation: examples) (0: all).") var maxTokens: Int = 0
+    @Option(help: "sentiment: the label words, in label-index order.") var labels: String = "negative,positive"
+    @Option(help: "Examples scored or translated together.") var batchSize: Int = 32
+    @Option(help: "translation: at most this many new tokens (default: 2 × source tokens + 16).") var maxNewTokens: Int?
+    @Option(help: "sentiment: predicted labels, one a line; translation: hypotheses, one a line.") var output: String?
     @Flag(help: "Print one JSON object on the last line.") var json = false
 
     /// Preference accuracy: how often the model gives the chosen reply a higher summed log-probability.
@@ -46,12 +58,94 @@ struct EvalCommand: AsyncParsableCommand {
         }
     }
 
-    func run() async throws {
-        if task == "preference" { return try preference() }
-        guard task == "perplexity" else {
-            throw ValidationError("--task \(task) is not implemented yet; available: perplexity, preference")
+    func printMalformed(_ malformed: [String]) {
+        guard !malformed.isEmpty else { return }
+        printError("\(malformed.count) rows of \(data) were skipped:")
+        for m in malformed.prefix(20) { printError("  \(m)") }
+        if malformed.count > 20 { printError("  … and \(malformed.count - 20) more") }
+    }
+
+    func writeLines(_ lines: [String]) throws {
+        guard let output else { return }
+        try AtomicFile.write(Data((lines.joined(separator: "\n") + "\n").utf8), to: output)
+    }
+
+    func sentiment(_ format: WeightFormat) throws {
+        let loaded = try Checkpoint.load(model, backend: CPUBackend())
+        let task = try SentimentTask(labels: labels.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) })
+        var (examples, malformed) = try task.load(data)
+        printMalformed(malformed)
+        if maxTokens > 0 { examples = Array(examples.prefix(maxTokens)) }
+        let bar = CountProgress("scoring", unit: "examples")
+        let result = try SentimentEvaluation.run(model: loaded.model, codec: loaded.codec, task: task, examples: examples,
+                                                 batchSize: batchSize, weightFormat: format) { bar.update($0, of: $1) }
+        bar.finish()
+        try writeLines(result.predictions.map { task.labels[$0] })
+        let r = result.report
+        struct Output: Encodable {
+            let accuracy: Double, f1: Double, per_class: [ClassificationReport.ClassScores], confusion: [[Int]]
+            let examples: Int, truncated: Int, skipped_rows: Int, seconds: Double, examples_per_sec: Double
         }
+        let out = Output(accuracy: r.accuracy, f1: r.f1, per_class: r.perClass, confusion: r.confusion, examples: r.examples,
+                         truncated: result.truncated, skipped_rows: malformed.count, seconds: result.seconds,
+                         examples_per_sec: Double(r.examples) / max(result.seconds, 1e-9))
+        if json { print(try jsonLine(out)); return }
+        print("\(loaded.directory): sentiment accuracy \(fmt(100 * r.accuracy))%, macro F1 \(fmt(100 * r.f1)) on \(r.examples) examples "
+              + "(\(fmt(result.seconds)) s, \(result.truncated) shortened to fit the context)")
+        let width = max(9, task.labels.map(\.count).max()! + 2)
+        func pad(_ s: String) -> String { s.padding(toLength: width, withPad: " ", startingAt: 0) }
+        print(pad("label") + "precision  recall     F1  support")
+        for c in r.perClass {
+            print(pad(c.label) + String(format: "%9.1f %7.1f %6.1f %8d", 100 * c.precision, 100 * c.recall, 100 * c.f1, c.support))
+        }
+        print("confusion (rows: gold, columns: predicted)")
+        print(pad("") + task.labels.map { $0.padding(toLength: width, withPad: " ", startingAt: 0) }.joined())
+        for (i, row) in r.confusion.enumerated() {
+            print(pad(task.labels[i]) + row.map { String($0).padding(toLength: width, withPad: " ", startingAt: 0) }.joined())
+        }
+    }
+
+    func translation(_ format: WeightFormat) throws {
+        let loaded = try Checkpoint.load(model, backend: CPUBackend())
+        var (task, pairs, malformed) = try TranslationTask.load(data)
+        printMalformed(malformed)
+        if maxTokens > 0 { pairs = Array(pairs.prefix(maxTokens)) }
+        if let maxNewTokens, maxNewTokens < 1 { throw ValidationError("--max-new-tokens must be ≥ 1") }
+        let bar = CountProgress("translating", unit: "sentences")
+        let result = try TranslationEvaluation.run(model: loaded.model, codec: loaded.codec, task: task, pairs: pairs,
+                                                   batchSize: batchSize, maxNewTokens: maxNewTokens, weightFormat: format) { bar.update($0, of: $1) }
+        bar.finish()
+        try writeLines(result.hypotheses.map { $0.replacingOccurrences(of: "\n", with: " ") })
+        struct Output: Encodable {
+            let bleu: Double, chrf: Double, copy_bleu: Double, copy_chrf: Double, bleu_precisions: [Double], brevity_penalty: Double
+            let examples: Int, truncated: Int, skipped_rows: Int, generated_tokens: Int, seconds: Double, examples_per_sec: Double
+        }
+        let out = Output(bleu: result.bleu.score, chrf: result.chrf, copy_bleu: result.copyBLEU, copy_chrf: result.copyChrF,
+                         bleu_precisions: result.bleu.precisions, brevity_penalty: result.bleu.brevityPenalty, examples: pairs.count,
+                         truncated: result.truncated, skipped_rows: malformed.count, generated_tokens: result.generatedTokens,
+                         seconds: result.seconds, examples_per_sec: Double(pairs.count) / max(result.seconds, 1e-9))
+        if json { print(try jsonLine(out)); return }
+        print("\(loaded.directory): \(TranslationTask.languageName(task.source)) → \(TranslationTask.languageName(task.target)), \(pairs.count) sentences in \(fmt(result.seconds)) s")
+        print("             BLEU   chrF")
+        print(String(format: "model      %6.2f %6.2f", result.bleu.score, result.chrf))
+        print(String(format: "copy source%6.2f %6.2f", result.copyBLEU, result.copyChrF))
+        let p = result.bleu.precisions.map { String(format: "%.1f", $0) }.joined(separator: "/")
+        print("BLEU n-gram precisions \(p), brevity penalty \(String(format: "%.3f", result.bleu.brevityPenalty))")
+        for i in 0..<min(3, pairs.count) {
+            print("  source: \(pairs[i].source)\n  model:  \(result.hypotheses[i])\n  ref:    \(pairs[i].target)")
+        }
+    }
+
+    func run() async throws {
         guard let format = WeightFormat(rawValue: quantize) else { throw ValidationError("--quantize must be none or int8") }
+        guard batchSize >= 1 else { throw ValidationError("--batch-size must be ≥ 1") }
+        switch task {
+        case "preference": return try preference()
+        case "sentiment": return try sentiment(format)
+        case "translation": return try translation(format)
+        case "perplexity": break
+        default: throw ValidationError("unknown --task \(task); available: perplexity, sentiment, translation, preference")
+        }
         guard maxTokens >= 0 else { throw ValidationError("--max-tokens must be ≥ 0") }
         let loaded = try Checkpoint.load(model, backend: CPUBackend())
         let reader = try CorpusReader(paths: [data])
@@ -96,4 +190,17 @@ struct EvalCommand: AsyncParsableCommand {
                   + "\(fmt(out.bits_per_byte, 4)) bits/byte over \(count) tokens (\(quantize == "int8" ? "int8" : "fp32"), \(fmt(seconds)) s)")
         }
     }
+}
+
+/// "label done/total unit, rate/s, ETA" on standard error.
+final class CountProgress {
+    let line = ProgressLine()
+    let label: String, unit: String
+    let start = MonotonicClock.now()
+    init(_ label: String, unit: String) { self.label = label; self.unit = unit }
+    func update(_ done: Int, of total: Int) {
+        let rate = Double(done) / max(MonotonicClock.now() - start, 1e-9)
+        line.show("\(label) \(done)/\(total) \(unit), \(fmt(rate)) \(unit)/s, ETA \(fmt(Double(total - done) / max(rate, 1e-9), 0)) s")
+    }
+    func finish() { line.finish() }
 }

@@ -1,7 +1,9 @@
 import ArgumentParser
 import Compute
+import Evaluation
 import Foundation
 import Model
+import Tokenizer
 import Training
 
 /// Flags shared by sft and dpo.
@@ -60,19 +62,46 @@ struct SFTCommand: AsyncParsableCommand {
             their end-of-turn token. Longer than the context: truncated (counted); without an \
             assistant turn: skipped (counted); malformed lines: reported with file:line and skipped \
             (or rejected with --strict). Writes OUT/best (lowest held-out loss, what chat uses), \
-            OUT/last, metrics.jsonl and loss.svg.
+            OUT/last, metrics.jsonl and loss.svg. --task sentiment|translation: --data is a task TSV \
+            (as for swiftgpt eval) and every row becomes a conversation with the task's prompt, so \
+            that eval --task asks the fine-tuned model exactly what it learned.
             """
     )
 
     @Option(help: "The pre-trained run or checkpoint to start from.") var model: String
-    @Option(help: "Conversations (JSONL).") var data: String
+    @Option(help: "Conversations (JSONL), or a TSV with --task.") var data: String
+    @Option(help: "Build the conversations from a task TSV: sentiment or translation.") var task: String?
+    @Option(help: "sentiment: the label words, in label-index order.") var labels: String = "negative,positive"
     @Option(help: "Output run folder.") var out: String
     @OptionGroup var options: FineTuneOptions
 
     func run() async throws {
         let loaded = try Checkpoint.load(model, backend: CPUBackend())
-        let (conversations, report) = try loadConversations(data, strict: options.strict)
-        printJSONLReport(report, path: data, what: "conversations without an assistant turn")
+        let conversations: [[ChatMessage]]
+        if let task {
+            let malformed: [String]
+            switch task {
+            case "sentiment":
+                let t = try SentimentTask(labels: labels.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) })
+                let loaded = try t.load(data)
+                conversations = loaded.examples.map(t.conversation)
+                malformed = loaded.malformed
+            case "translation":
+                let loaded = try TranslationTask.load(data)
+                conversations = loaded.pairs.map(loaded.task.conversation)
+                malformed = loaded.malformed
+            default: throw ValidationError("unknown --task \(task); available: sentiment, translation")
+            }
+            if !malformed.isEmpty {
+                printError("\(malformed.count) rows of \(data) were skipped:")
+                for m in malformed.prefix(20) { printError("  \(m)") }
+            }
+            print("sft --task \(task): \(conversations.count) conversations from \(data)")
+        } else {
+            let (loaded, report) = try loadConversations(data, strict: options.strict)
+            printJSONLReport(report, path: data, what: "conversations without an assistant turn")
+            conversations = loaded
+        }
         let summary = try SupervisedFineTuning.run(model: loaded.model, codec: loaded.codec, conversations: conversations,
                                                    config: options.config(defaultLR: 1e-4), directory: out)
         print("sft: \(summary.steps) steps in \(fmt(summary.seconds)) s; final train loss \(fmt(summary.finalTrainLoss, 4))"

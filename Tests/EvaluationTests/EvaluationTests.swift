@@ -1,0 +1,185 @@
+// Task evaluation: BLEU and chrF equal sacrebleu on a committed fixture, accuracy/F1 on a hand-made
+// set, the prompt of each task, TSV errors with line numbers, and batched label scoring equal to
+// scoring each reply by full recomputation.
+
+import Compute
+import Engine
+import Foundation
+import Model
+import Tokenizer
+import Training
+import XCTest
+@testable import Evaluation
+
+final class EvaluationTests: XCTestCase {
+    struct Fixture: Decodable {
+        struct Corpus: Decodable {
+            let hypotheses: [String]
+            let references: [String]
+            let bleu: Double
+            let precisions: [Double]
+            let brevity_penalty: Double
+            let hyp_len: Int
+            let ref_len: Int
+            let chrf: Double
+        }
+        struct Tokenized: Decodable { let input: String; let tokens: [String] }
+        let corpora: [Corpus]
+        let tokenize_13a: [Tokenized]
+    }
+
+    func fixture() throws -> Fixture {
+        let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/metrics.json")
+        return try JSONDecoder().decode(Fixture.self, from: Data(contentsOf: url))
+    }
+
+    func testBLEUAndChrFMatchSacrebleu() throws {
+        for (i, c) in try fixture().corpora.enumerated() {
+            let bleu = BLEU.corpusScore(hypotheses: c.hypotheses, references: c.references)
+            XCTAssertEqual(bleu.score, c.bleu, accuracy: 1e-9, "BLEU of corpus \(i)")
+            XCTAssertEqual(bleu.hypothesisLength, c.hyp_len, "corpus \(i)")
+            XCTAssertEqual(bleu.referenceLength, c.ref_len, "corpus \(i)")
+            XCTAssertEqual(bleu.brevityPenalty, c.brevity_penalty, accuracy: 1e-12, "corpus \(i)")
+            for (a, b) in zip(bleu.precisions, c.precisions) { XCTAssertEqual(a, b, accuracy: 1e-9, "precisions of corpus \(i)") }
+            XCTAssertEqual(CHRF.corpusScore(hypotheses: c.hypotheses, references: c.references), c.chrf, accuracy: 1e-9, "chrF of corpus \(i)")
+        }
+    }
+
+    func testTokenize13aMatchesSacrebleu() throws {
+        for t in try fixture().tokenize_13a {
+            XCTAssertEqual(BLEU.tokenize13a(t.input.trimmingPythonTrailingSpace()), t.tokens, t.input)
+        }
+    }
+
+    func testClassificationReportOnAHandMadeSet() {
+        // gold:      n n n p p p p
+        // predicted: n p n p p n p
+        let r = ClassificationReport(labels: ["negative", "positive"], gold: [0, 0, 0, 1, 1, 1, 1], predicted: [0, 1, 0, 1, 1, 0, 1])
+        XCTAssertEqual(r.accuracy, 5.0 / 7.0, accuracy: 1e-12)
+        XCTAssertEqual(r.confusion, [[2, 1], [1, 3]])
+        XCTAssertEqual(r.perClass[0].precision, 2.0 / 3.0, accuracy: 1e-12)
+        XCTAssertEqual(r.perClass[0].recall, 2.0 / 3.0, accuracy: 1e-12)
+        XCTAssertEqual(r.perClass[1].precision, 3.0 / 4.0, accuracy: 1e-12)
+        XCTAssertEqual(r.perClass[1].recall, 3.0 / 4.0, accuracy: 1e-12)
+        XCTAssertEqual(r.f1, (2.0 / 3.0 + 3.0 / 4.0) / 2, accuracy: 1e-12)
+        XCTAssertEqual(r.perClass.map(\.support), [3, 4])
+        // A class never predicted has precision 0, not NaN.
+        let never = ClassificationReport(labels: ["a", "b"], gold: [0, 1], predicted: [0, 0])
+        XCTAssertEqual(never.perClass[1].f1, 0)
+    }
+
+    func testTaskPrompts() throws {
+        let s = try SentimentTask()
+        XCTAssertEqual(s.conversation(SentimentExample(text: "a fine film .", label: 1, line: 2)), [
+            ChatMessage(role: .user, content: "Is the sentiment of this text negative or positive?\na fine film ."),
+            ChatMessage(role: .assistant, content: "positive"),
+        ])
+        let t = TranslationTask(source: "en", target: "de")
+        XCTAssertEqual(t.conversation(TranslationPair(source: "A dog.", target: "Ein Hund.", line: 2)), [
+            ChatMessage(role: .user, content: "Translate from English to German:\nA dog."),
+            ChatMessage(role: .assistant, content: "Ein Hund."),
+        ])
+        XCTAssertEqual(TranslationTask(source: "xx", target: "fr").prompt("hi")[0].content, "Translate from xx to French:\nhi")
+        XCTAssertThrowsError(try SentimentTask(labels: ["same", "same"]))
+    }
+
+    func write(_ text: String) throws -> String {
+        let path = NSTemporaryDirectory() + "swiftgpt-eval-\(UUID().uuidString).tsv"
+        try Data(text.utf8).write(to: URL(fileURLWithPath: path))
+        return path
+    }
+
+    func testTSVRowsWithProblemsAreReportedWithLineNumbers() throws {
+        let path = try write("sentence\tlabel\ngood .\t1\nbad .\t0\nno label here\n\t1\nmeh .\tneutral\nawful .\tnegative\n")
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let (examples, malformed) = try SentimentTask().load(path)
+        XCTAssertEqual(examples.map(\.label), [1, 0, 0])
+        XCTAssertEqual(examples.map(\.line), [2, 3, 7])
+        XCTAssertEqual(malformed.count, 3)
+        XCTAssertTrue(malformed[0].hasSuffix(":4: 1 tab-separated fields; expected 2"), malformed[0])
+        XCTAssertTrue(malformed[1].hasSuffix(":5: empty text"), malformed[1])
+        XCTAssertTrue(malformed[2].contains(":6: unknown label 'neutral'"), malformed[2])
+
+        let bad = try write("en\tde\n\tEin Hund.\n")
+        defer { try? FileManager.default.removeItem(atPath: bad) }
+        XCTAssertThrowsError(try TranslationTask.load(bad)) { XCTAssertTrue("\($0)".contains("no usable rows"), "\($0)") }
+        XCTAssertThrowsError(try TSVFile(path: "/nonexistent.tsv")) { XCTAssertTrue("\($0)".contains("does not exist"), "\($0)") }
+        let invalid = NSTemporaryDirectory() + "swiftgpt-eval-\(UUID().uuidString).tsv"
+        try Data([0x65, 0x6E, 0x09, 0x64, 0x65, 0x0A, 0x61, 0xFF, 0x09, 0x62, 0x0A]).write(to: URL(fileURLWithPath: invalid))
+        defer { try? FileManager.default.removeItem(atPath: invalid) }
+        XCTAssertThrowsError(try TranslationTask.load(invalid)) { XCTAssertTrue("\($0)".contains("no usable rows"), "\($0)") }
+        XCTAssertEqual(try TSVFile(path: invalid).malformed, ["\(invalid):2: invalid UTF-8"])
+    }
+
+    static let corpus = String(repeating: "a fine film . a bad film . Translate from English to German: Ein Hund. positive negative\n", count: 20)
+
+    func tinyModel(context: Int = 64) throws -> (GPT, TextCodec) {
+        var counts = PieceCounts()
+        Array(Self.corpus.utf8).withUnsafeBufferPointer { counts.count($0, pattern: .gpt4, threads: 1) }
+        let bpe = try BPETrainer(vocabularySize: 300, pattern: .gpt4, specialTokens: ChatTokens.all).train(counts)
+        let model = try GPT(config: GPTConfig(vocabSize: bpe.vocabularySize, contextLength: context, layers: 2, heads: 2, width: 16),
+                            backend: CPUBackend())
+        model.initialize(seed: 9)
+        return (model, .bpe(bpe))
+    }
+
+    func testBatchedLabelScoresEqualFullRecomputation() throws {
+        let (model, codec) = try tinyModel()
+        guard case .bpe(let bpe) = codec else { return XCTFail() }
+        let format = try ChatFormat(bpe)
+        let task = try SentimentTask()
+        let examples = ["a fine film .", "a bad film . a bad film .", "film", "a fine bad fine film ."].enumerated().map {
+            SentimentExample(text: $0.element, label: $0.offset % 2, line: $0.offset + 2)
+        }
+        let result = try SentimentEvaluation.run(model: model, codec: codec, task: task, examples: examples, batchSize: 3)
+        XCTAssertEqual(result.scores.count, examples.count)
+        for (e, scores) in zip(examples, result.scores) {
+            for (k, label) in task.labels.enumerated() {
+                // Reference: the whole conversation through the training forward, summing the
+                // log-probabilities of the reply tokens (label and <|end|>).
+                let (ids, mask) = try format.render(task.conversation(SentimentExample(text: e.text, label: k, line: 0)))
+                let T = ids.count - 1
+                let inputs = Array(ids.dropLast()), targets = Array(ids.dropFirst())
+                try inputs.withUnsafeBufferPointer { tk in
+                    try targets.withUnsafeBufferPointer { tg in _ = try model.forward(tokens: tk, targets: tg, batchSize: 1, sequenceLength: T) }
+                }
+                let losses = model.tokenLosses()
+                var expected = 0.0
+                for t in 0..<T where mask[t + 1] == 1 { expected -= Double(losses[t]) }
+                XCTAssertEqual(scores[k], expected, accuracy: 1e-3, "\(e.text) / \(label)")
+            }
+            XCTAssertEqual(result.predictions[examples.firstIndex(of: e)!], scores[0] >= scores[1] ? 0 : 1)
+        }
+        XCTAssertEqual(result.report.examples, 4)
+    }
+
+    func testLongTextsAreShortenedToFitTheContext() throws {
+        let (model, codec) = try tinyModel(context: 64)
+        let long = String(repeating: "a fine film . ", count: 40)
+        let result = try SentimentEvaluation.run(model: model, codec: codec, task: try SentimentTask(),
+                                                 examples: [SentimentExample(text: long, label: 1, line: 2)])
+        XCTAssertEqual(result.truncated, 1)
+        XCTAssertEqual(result.predictions.count, 1)
+    }
+
+    func testTranslationProducesOneHypothesisPerSourceAndScoresIt() throws {
+        let (model, codec) = try tinyModel()
+        let pairs = ["A dog.", "A fine film.", "Ein Hund."].enumerated().map { TranslationPair(source: $0.element, target: "Ein Hund.", line: $0.offset + 2) }
+        let result = try TranslationEvaluation.run(model: model, codec: codec, task: TranslationTask(source: "en", target: "de"),
+                                                   pairs: pairs, batchSize: 2, maxNewTokens: 6)
+        XCTAssertEqual(result.hypotheses.count, 3)
+        XCTAssertEqual(result.bleu.score, BLEU.corpusScore(hypotheses: result.hypotheses, references: pairs.map(\.target)).score)
+        // The copy baseline: one of three sources equals its reference.
+        XCTAssertEqual(result.copyChrF, CHRF.corpusScore(hypotheses: pairs.map(\.source), references: pairs.map(\.target)))
+        XCTAssertLessThanOrEqual(result.generatedTokens, 18)
+    }
+
+    func testCharacterModelsHaveNoChatTemplate() throws {
+        let model = try GPT(config: GPTConfig(vocabSize: 8, contextLength: 16, layers: 1, heads: 1, width: 8), backend: CPUBackend())
+        let codec = TextCodec.characters(CharacterVocabulary(scalars: Set("abcdefgh".unicodeScalars)))
+        XCTAssertThrowsError(try SentimentEvaluation.run(model: model, codec: codec, task: try SentimentTask(),
+                                                         examples: [SentimentExample(text: "abc", label: 0, line: 2)])) {
+            XCTAssertTrue("\($0)".contains("no chat template"), "\($0)")
+        }
+    }
+}
