@@ -56,6 +56,10 @@ struct OpenAIRoutes: Sendable {
 
     func decodeBody<T: Decodable>(_ request: Request, as type: T.Type) async throws -> T {
         var request = request
+        // Refuse a declared length over the limit at once, without waiting for (or reading) the body.
+        if let declared = request.headers[.contentLength].flatMap({ Int($0) }), declared > state.configuration.maxBodyBytes {
+            throw NIOTooManyBytesError(maxBytes: state.configuration.maxBodyBytes)
+        }
         let buffer = try await request.collectBody(upTo: state.configuration.maxBodyBytes)
         let bytes = Array(buffer.readableBytesView)
         guard String(validating: bytes, as: UTF8.self) != nil else {
@@ -95,7 +99,7 @@ struct OpenAIRoutes: Sendable {
     }
 
     /// Sampling fields → engine settings, with OpenAI's ranges.
-    func plan(_ f: SamplingFields, prompt: [Int32], logprobs: Bool, topLogprobs: Int) throws -> GenerationPlan {
+    func plan(_ f: SamplingFields, prompt: [Int32], logprobs: Bool, topLogprobs: Int, stopTokens: Set<Int32>) throws -> GenerationPlan {
         var s = SamplingParameters()
         func range(_ value: Double?, _ name: String, _ lo: Double, _ hi: Double, openLow: Bool = false) throws -> Double? {
             guard let value else { return nil }
@@ -150,7 +154,7 @@ struct OpenAIRoutes: Sendable {
                                    param: f.max_completion_tokens != nil ? "max_completion_tokens" : "max_tokens")
         }
         let maxTokens = min(asked ?? limit, context - prompt.count)
-        var request = GenerationRequest(prompt: prompt, maxTokens: maxTokens, sampling: s, stopTokens: state.stopTokens, samples: n,
+        var request = GenerationRequest(prompt: prompt, maxTokens: maxTokens, sampling: s, stopTokens: stopTokens, samples: n,
                                         topLogprobs: logprobs ? topLogprobs : 0)
         request.samples = n
         do { try state.scheduler.validate(request) } catch let e as EngineError {
@@ -254,7 +258,8 @@ struct OpenAIRoutes: Sendable {
             throw APIError.invalid("'top_logprobs' needs 'logprobs' set to true.", param: "top_logprobs")
         }
         let prompt = try chatPrompt(body)
-        let plan = try plan(body.sampling, prompt: prompt, logprobs: body.logprobs ?? false, topLogprobs: body.top_logprobs ?? 0)
+        let plan = try plan(body.sampling, prompt: prompt, logprobs: body.logprobs ?? false, topLogprobs: body.top_logprobs ?? 0,
+                            stopTokens: state.chatStopTokens)
         let submission = try submit(plan)
         let id = "chatcmpl-" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased().prefix(24)
         let created = Int(Date().timeIntervalSince1970), model = state.configuration.modelName
@@ -337,7 +342,7 @@ struct OpenAIRoutes: Sendable {
         if prompt.isEmpty, let eot = state.codec.endOfText { prompt = [eot] }
         let promptCount = prompt.count
         let top = body.logprobs ?? 0
-        let plan = try plan(body.sampling, prompt: prompt, logprobs: body.logprobs != nil, topLogprobs: top)
+        let plan = try plan(body.sampling, prompt: prompt, logprobs: body.logprobs != nil, topLogprobs: top, stopTokens: state.textStopTokens)
         let submission = try submit(plan)
         let id = "cmpl-" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased().prefix(24)
         let created = Int(Date().timeIntervalSince1970), model = state.configuration.modelName

@@ -46,7 +46,10 @@ public final class ServerState: Sendable {
     let web: [String: (body: ByteBuffer, type: String)]
     let created = Int(Date().timeIntervalSince1970)
     let contextLength: Int
-    let stopTokens: Set<Int32>
+    /// Chat replies end at <|end|>, and at any other chat token (a model starting a new turn).
+    let chatStopTokens: Set<Int32>
+    /// Text completions end at <|endoftext|>.
+    let textStopTokens: Set<Int32>
 
     public init(model: InferenceModel, codec: TextCodec, configuration: ServerConfiguration) throws {
         self.configuration = configuration
@@ -54,10 +57,14 @@ public final class ServerState: Sendable {
         if case .bpe(let bpe) = codec { format = try? ChatFormat(bpe) } else { format = nil }
         scheduler = BatchScheduler(model: model, maxQueue: configuration.maxQueue)
         contextLength = model.capacity
-        var stops: Set<Int32> = []
-        if let format { stops.insert(format.endOfTurn) }
-        if let eot = codec.endOfText { stops.insert(eot) }
-        stopTokens = stops
+        var text: Set<Int32> = []
+        if let eot = codec.endOfText { text.insert(eot) }
+        var chat = text
+        if case .bpe(let bpe) = codec, format != nil {
+            for name in ChatTokens.all { if let id = bpe.specialTokens[name] { chat.insert(id) } }
+        }
+        textStopTokens = text
+        chatStopTokens = chat
         web = try Self.loadWebFiles()
     }
 
@@ -261,6 +268,8 @@ struct OpenAIErrorMiddleware<Context: RequestContext>: RouterMiddleware {
 func errorResponse(_ e: APIError) -> Response {
     var headers: HTTPFields = [.contentType: "application/json"]
     if e.status == 429 || e.status == 503 { headers[.retryAfter] = "1" }
+    // The unread rest of a too-large body would otherwise be left on the connection.
+    if e.status == 413 { headers[.connection] = "close" }
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.withoutEscapingSlashes]
     let body = (try? encoder.encode(e)) ?? Data("{\"error\":{\"message\":\"error\"}}".utf8)

@@ -72,6 +72,22 @@ def assistant_done(driver, before):
     return done[-1] if len(done) > before else False
 
 
+def set_field(driver, element_id, value):
+    """Sets an input of the page (even one inside a closed <details>) the way a user's edit would,
+    when the page has it; returns whether it did."""
+    return bool(driver.execute_script(
+        "const e = document.getElementById(arguments[0]); if (!e) return false;"
+        "e.value = arguments[1];"
+        "e.dispatchEvent(new Event('input', {bubbles: true}));"
+        "e.dispatchEvent(new Event('change', {bubbles: true})); return true;", element_id, str(value)))
+
+
+def reply_text(reply):
+    """Text of a reply: its `.content` part when it has one (the rest may be stats), else all of it."""
+    parts = reply.find_elements(By.CSS_SELECTOR, ".content")
+    return (parts[0].text if parts else reply.text).strip()
+
+
 def console_errors(driver):
     try:
         entries = driver.get_log("browser")
@@ -88,7 +104,16 @@ def run(args, base_url):
         driver.set_page_load_timeout(30)
         driver.get(base_url + "/")
         wait = WebDriverWait(driver, 15)
-        box = wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#input"))
+        wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#input"))
+        # The page's own settings, where it has them: the API key (kept by the page; reload so that
+        # it is used from the start) and a max_tokens that fits a tiny model's context.
+        if args.api_key and set_field(driver, "api-key", args.api_key):
+            console_errors(driver)  # drops the first load's messages (its 401s, before the key was set)
+            driver.refresh()
+            wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#input"))
+        if args.page_max_tokens and set_field(driver, "max-tokens", args.page_max_tokens):
+            print(f"set #max-tokens to {args.page_max_tokens}", flush=True)
+        box = driver.find_element(By.CSS_SELECTOR, "#input")
         send = driver.find_element(By.CSS_SELECTOR, "#send")
         driver.find_element(By.CSS_SELECTOR, "#messages")
         print(f"PASS page loaded: title {driver.title!r}", flush=True)
@@ -110,13 +135,18 @@ def run(args, base_url):
                                 f"({n} assistant elements, {len(driver.find_elements(By.CSS_SELECTOR, DONE))} done)")
                 print(f"FAIL {failures[-1]}", flush=True)
                 break
-            text = reply.text.strip()
-            if not text:
-                failures.append(f"turn {turn}: the finished assistant reply is empty (the page, or a model that "
-                                f"ended at once; try another --message)")
+            text = reply_text(reply)
+            finish = reply.get_attribute("data-finish-reason")
+            if "error" in (reply.get_attribute("class") or "").split():
+                failures.append(f"turn {turn}: the reply is marked as an error: {reply.text.strip()[:200]!r}")
+            elif not text or text in ("(empty reply)", "(stopped)"):
+                failures.append(f"turn {turn}: the finished assistant reply is empty ({text!r}; the page, or a "
+                                f"model that ended at once: try another --message)")
+            if failures:
                 print(f"FAIL {failures[-1]}", flush=True)
                 break
-            print(f"PASS turn {turn}: reply in {time.monotonic() - t0:.2f} s: {text[:80]!r}", flush=True)
+            print(f"PASS turn {turn}: reply in {time.monotonic() - t0:.2f} s"
+                  + (f" (finish {finish})" if finish else "") + f": {text[:80]!r}", flush=True)
 
         # Everything the page loaded must come from the server itself (no CDNs; works offline).
         origin = urllib.parse.urlsplit(base_url)
@@ -155,6 +185,9 @@ def main():
     ap.add_argument("--model", help="run folder to serve (starts a server)")
     ap.add_argument("--url", help="use a running server instead, e.g. http://127.0.0.1:8080")
     ap.add_argument("--server-arg", action="append", default=[], help="extra argument for `swiftgpt serve` (repeatable)")
+    ap.add_argument("--api-key", help="start the server with this key and enter it in the page's #api-key field")
+    ap.add_argument("--page-max-tokens", type=int, default=16,
+                    help="value for the page's #max-tokens setting, if it has one (default 16; 0 leaves it)")
     ap.add_argument("--message", default="Hello!", help="what to type (default 'Hello!')")
     ap.add_argument("--turns", type=int, default=2, help="messages to send, one after the other (default 2)")
     ap.add_argument("--reply-timeout", type=float, default=60.0, help="seconds to wait for each reply (default 60)")
@@ -172,7 +205,7 @@ def main():
         if args.url:
             base_url = args.url.rstrip("/")
         else:
-            server = servelib.Server(args.binary, args.model, None, args.server_arg, args.startup_timeout)
+            server = servelib.Server(args.binary, args.model, args.api_key, args.server_arg, args.startup_timeout)
             try:
                 server.start()
             except RuntimeError as e:
