@@ -226,30 +226,33 @@ public final class BatchScheduler: @unchecked Sendable {
             }
             if !stoppedRows.isEmpty {
                 for i in stoppedRows { running[i].job.continuation.yield(.finished(sequence: running[i].sample, reason: .stop)) }
-                retire(stoppedRows)
+                let ended = retire(stoppedRows)
+                condition.lock()
+                stats.running = running.count
+                stats.requestsCompleted += ended.count
+                condition.unlock()
+                for job in ended { job.continuation.finish() }
             }
             if running.isEmpty { continue }
             step()
         }
     }
 
-    /// Frees the slots of the sequences at `rows` (already sent their `finished`); a request's
-    /// stream ends when its last sample is done. Returns the number of requests completed.
-    @discardableResult
-    private func retire(_ rows: [Int]) -> Int {
-        guard !rows.isEmpty else { return 0 }
+    /// Frees the slots of the sequences at `rows` (already sent their `finished`). Returns the
+    /// requests whose last sample is done: the caller ends their streams after updating the
+    /// statistics, so a consumer that sees its stream end also sees itself counted.
+    private func retire(_ rows: [Int]) -> [Job] {
+        guard !rows.isEmpty else { return [] }
         let gone = Set(rows)
         for i in rows { freeSlots.append(running[i].slot) }
         let remaining = running.enumerated().filter { !gone.contains($0.offset) }.map(\.element)
-        var ended = Set<ObjectIdentifier>()
+        var ended: [Job] = []
         for i in rows {
             let job = running[i].job
-            if !remaining.contains(where: { $0.job === job }) && ended.insert(ObjectIdentifier(job)).inserted {
-                job.continuation.finish()
-            }
+            if !remaining.contains(where: { $0.job === job }) && !ended.contains(where: { $0 === job }) { ended.append(job) }
         }
         running = remaining
-        return ended.count
+        return ended
     }
 
     private func finishAll(_ job: Job, samples: Range<Int>, reason: FinishReason) {
@@ -307,13 +310,14 @@ public final class BatchScheduler: @unchecked Sendable {
                 }
             }
         }
-        let completed = retire(done)
+        let ended = retire(done)
         condition.lock()
         stats.running = running.count
         stats.promptTokens += promptTokens
         stats.generatedTokens += generated
         stats.forwardPasses += 1
-        stats.requestsCompleted += completed
+        stats.requestsCompleted += ended.count
         condition.unlock()
+        for job in ended { job.continuation.finish() }
     }
 }
