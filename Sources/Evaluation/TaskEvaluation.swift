@@ -41,12 +41,17 @@ public struct SentimentResult: Sendable {
     /// Texts shortened (from the end) to fit the context.
     public var truncated: Int
     public var seconds: Double
+    /// With calibration: the label scores of the content-free text that were subtracted.
+    public var calibration: [Double]?
 }
 
 public enum SentimentEvaluation {
-    /// Classifies every example by the label whose reply the model finds most likely.
+    /// Classifies every example by the label whose reply the model finds most likely. With
+    /// `calibrate`, each label's score on a content-free input (an empty text) is subtracted first,
+    /// which removes the model's prior preference for one label word (Zhao et al., 2021,
+    /// "Calibrate before use").
     public static func run(model: GPT, codec: TextCodec, task: SentimentTask, examples: [SentimentExample],
-                           batchSize: Int = 32, weightFormat: WeightFormat = .float32,
+                           batchSize: Int = 32, weightFormat: WeightFormat = .float32, calibrate: Bool = false,
                            progress: (Int, Int) -> Void = { _, _ in }) throws -> SentimentResult {
         let format = try chatFormat(codec)
         let replies = try task.labels.map { try format.render([ChatMessage(role: .assistant, content: $0)]).ids.dropFirst(2) }  // label tokens + <|end|>
@@ -56,9 +61,10 @@ public enum SentimentEvaluation {
         let inference = try InferenceModel(model: model, slots: batch * K, capacity: capacity, rowsPerPass: 256, weightFormat: weightFormat)
         let start = MonotonicClock.now()
         var scores: [[Double]] = [], predictions: [Int] = [], truncated = 0
+        let inputs = (calibrate ? [SentimentExample(text: "", label: 0, line: 0)] : []) + examples
         var i = 0
-        while i < examples.count {
-            let chunk = examples[i..<min(examples.count, i + batch)]
+        while i < inputs.count {
+            let chunk = inputs[i..<min(inputs.count, i + batch)]
             var prompts: [[Int32]] = []
             for e in chunk {
                 guard let fitted = try fittedPrompt(format, e.text, limit: capacity, reserve: longest, task.prompt) else {
@@ -83,14 +89,20 @@ public enum SentimentEvaluation {
             for e in 0..<prompts.count {
                 let s = (0..<K).map { k in logps[e * K + k].reduce(0.0) { $0 + Double($1) } }
                 scores.append(s)
-                predictions.append(s.indices.max { s[$0] < s[$1] }!)
             }
             i += chunk.count
-            progress(i, examples.count)
+            progress(i, inputs.count)
         }
+        var calibration: [Double]? = nil
+        if calibrate {
+            let prior = scores.removeFirst()
+            calibration = prior
+            scores = scores.map { zip($0, prior).map { $0 - $1 } }
+        }
+        predictions = scores.map { s in s.indices.max { s[$0] < s[$1] }! }
         let report = ClassificationReport(labels: task.labels, gold: examples.map(\.label), predicted: predictions)
         return SentimentResult(report: report, predictions: predictions, scores: scores, truncated: truncated,
-                               seconds: MonotonicClock.now() - start)
+                               seconds: MonotonicClock.now() - start, calibration: calibration)
     }
 }
 

@@ -37,6 +37,7 @@ struct EvalCommand: AsyncParsableCommand {
     @Option(help: "Score at most this many tokens (preference, sentiment, translation: examples) (0: all).") var maxTokens: Int = 0
     @Option(help: "sentiment: the label words, in label-index order.") var labels: String = "negative,positive"
     @Option(help: "Examples scored or translated together.") var batchSize: Int = 32
+    @Flag(help: "sentiment: subtract each label's score on an empty text (removes a prior preference for one label).") var calibrate = false
     @Option(help: "translation: at most this many new tokens (default: 2 × source tokens + 16).") var maxNewTokens: Int?
     @Option(help: "sentiment: predicted labels, one a line; translation: hypotheses, one a line.") var output: String?
     @Flag(help: "Print one JSON object on the last line.") var json = false
@@ -78,17 +79,18 @@ struct EvalCommand: AsyncParsableCommand {
         if maxTokens > 0 { examples = Array(examples.prefix(maxTokens)) }
         let bar = CountProgress("scoring", unit: "examples")
         let result = try SentimentEvaluation.run(model: loaded.model, codec: loaded.codec, task: task, examples: examples,
-                                                 batchSize: batchSize, weightFormat: format) { bar.update($0, of: $1) }
+                                                 batchSize: batchSize, weightFormat: format, calibrate: calibrate) { bar.update($0, of: $1) }
         bar.finish()
         try writeLines(result.predictions.map { task.labels[$0] })
         let r = result.report
         struct Output: Encodable {
             let accuracy: Double, f1: Double, per_class: [ClassificationReport.ClassScores], confusion: [[Int]]
             let examples: Int, truncated: Int, skipped_rows: Int, seconds: Double, examples_per_sec: Double
+            let calibration: [Double]?
         }
         let out = Output(accuracy: r.accuracy, f1: r.f1, per_class: r.perClass, confusion: r.confusion, examples: r.examples,
                          truncated: result.truncated, skipped_rows: malformed.count, seconds: result.seconds,
-                         examples_per_sec: Double(r.examples) / max(result.seconds, 1e-9))
+                         examples_per_sec: Double(r.examples) / max(result.seconds, 1e-9), calibration: result.calibration)
         if json { print(try jsonLine(out)); return }
         print("\(loaded.directory): sentiment accuracy \(fmt(100 * r.accuracy))%, macro F1 \(fmt(100 * r.f1)) on \(r.examples) examples "
               + "(\(fmt(result.seconds)) s, \(result.truncated) shortened to fit the context)")
