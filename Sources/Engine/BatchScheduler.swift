@@ -29,7 +29,53 @@ public enum SchedulerError: Error, CustomStringConvertible, Equatable {
     }
 }
 
-public final class BatchScheduler: @unchecked Sendable {
+/// A queued request: its events, and a way to end one sample early.
+public struct SchedulerSubmission: Sendable {
+    public let events: AsyncThrowingStream<GenerationEvent, Error>
+    let stopSample: @Sendable (Int) -> Void
+    let cancelAll: @Sendable () -> Void
+    /// Ends sample `index` with `stop` at the next iteration (e.g. a stop string matched in its text).
+    public func stop(sample index: Int) { stopSample(index) }
+    /// Cancels the whole request (the client went away); its slots are freed at the next iteration.
+    public func cancel() { cancelAll() }
+}
+
+/// Continuous batching for a server (see the top of this file). Dropping the scheduler stops its
+/// worker thread and cancels whatever is still running.
+public final class BatchScheduler: Sendable {
+    private let core: SchedulerCore
+    public typealias Submission = SchedulerSubmission
+
+    /// - Parameters:
+    ///   - model: its cache slots are the batch: at most `model.slotCount` sequences run at once.
+    ///   - maxQueue: requests waiting beyond this are refused with `SchedulerError.queueFull`.
+    public init(model: InferenceModel, maxQueue: Int = 256) { core = SchedulerCore(model: model, maxQueue: maxQueue) }
+    deinit { core.shutdown() }
+
+    public var model: InferenceModel { core.model }
+    public var maxQueue: Int { core.maxQueue }
+    public var statistics: SchedulerStatistics { core.statistics }
+
+    /// Checks a request against the model (prompt length, sampling settings, token ids) without queueing it.
+    public func validate(_ request: GenerationRequest) throws { try core.validate(request) }
+
+    /// Queues a request. Its events arrive on the stream: tokens (`sequence` = sample index) and one
+    /// `finished` per sample; the stream ends after the last sample finishes. Dropping or cancelling
+    /// the stream's consumer cancels the request.
+    public func submit(_ request: GenerationRequest) throws -> AsyncThrowingStream<GenerationEvent, Error> {
+        try core.submitWithHandle(request).events
+    }
+
+    /// Queues a request and returns its events with a handle to stop one sample or cancel it all.
+    public func submitWithHandle(_ request: GenerationRequest) throws -> Submission { try core.submitWithHandle(request) }
+
+    /// Stops accepting requests, cancels queued and running ones (their streams end with
+    /// `cancelled`), and waits for the worker to stop.
+    public func shutdown() { core.shutdown() }
+}
+
+/// The worker and its state; the thread holds it strongly, the public `BatchScheduler` stops it on deinit.
+final class SchedulerCore: @unchecked Sendable {
     private final class Job: @unchecked Sendable {  // mutable fields guarded by `condition`
         let request: GenerationRequest
         let continuation: AsyncThrowingStream<GenerationEvent, Error>.Continuation
@@ -51,8 +97,8 @@ public final class BatchScheduler: @unchecked Sendable {
         var prefilled = false
     }
 
-    public let model: InferenceModel
-    public let maxQueue: Int
+    let model: InferenceModel
+    let maxQueue: Int
     private let condition = NSCondition()
     // Guarded by `condition`:
     private var queue: [Job] = []
@@ -67,22 +113,20 @@ public final class BatchScheduler: @unchecked Sendable {
     /// - Parameters:
     ///   - model: its cache slots are the batch: at most `model.slotCount` sequences run at once.
     ///   - maxQueue: requests waiting beyond this are refused with `SchedulerError.queueFull`.
-    public init(model: InferenceModel, maxQueue: Int = 256) {
+    init(model: InferenceModel, maxQueue: Int) {
         self.model = model
         self.maxQueue = maxQueue
         self.freeSlots = Array((0..<model.slotCount).reversed())
-        let thread = Thread { [unowned self] in self.work() }
+        let thread = Thread { [self] in self.work() }
         thread.name = "swiftgpt-scheduler"
         thread.stackSize = 8 << 20
         self.thread = thread
         thread.start()
     }
 
-    deinit { shutdown() }
-
     /// Checks a request against the model (prompt length, sampling settings, token ids) without
     /// queueing it.
-    public func validate(_ request: GenerationRequest) throws {
+    func validate(_ request: GenerationRequest) throws {
         guard !request.prompt.isEmpty else { throw EngineError.emptyPrompt }
         guard request.prompt.count < model.capacity else {
             throw EngineError.promptTooLong(tokens: request.prompt.count, capacity: model.capacity)
@@ -102,22 +146,7 @@ public final class BatchScheduler: @unchecked Sendable {
     /// Queues a request. Its events arrive on the stream: tokens (`sequence` = sample index) and one
     /// `finished` per sample; the stream ends after the last sample finishes. Dropping or cancelling
     /// the stream's consumer cancels the request.
-    public func submit(_ request: GenerationRequest) throws -> AsyncThrowingStream<GenerationEvent, Error> {
-        try submitWithHandle(request).events
-    }
-
-    /// A queued request: its events, and a way to end one sample early.
-    public struct Submission: Sendable {
-        public let events: AsyncThrowingStream<GenerationEvent, Error>
-        let stopSample: @Sendable (Int) -> Void
-        let cancelAll: @Sendable () -> Void
-        /// Ends sample `index` with `stop` at the next iteration (e.g. a stop string matched in its text).
-        public func stop(sample index: Int) { stopSample(index) }
-        /// Cancels the whole request (the client went away); its slots are freed at the next iteration.
-        public func cancel() { cancelAll() }
-    }
-
-    public func submitWithHandle(_ request: GenerationRequest) throws -> Submission {
+    func submitWithHandle(_ request: GenerationRequest) throws -> SchedulerSubmission {
         try validate(request)
         let (stream, continuation) = AsyncThrowingStream<GenerationEvent, Error>.makeStream(bufferingPolicy: .unbounded)
         let job = Job(request: request, continuation: continuation)
@@ -135,7 +164,7 @@ public final class BatchScheduler: @unchecked Sendable {
             self.condition.unlock()
         }
         condition.signal()
-        return Submission(events: stream, stopSample: { [weak self] sample in
+        return SchedulerSubmission(events: stream, stopSample: { [weak self] sample in
             guard let self else { return }
             self.condition.lock()
             job.stopped.insert(sample)
@@ -150,7 +179,7 @@ public final class BatchScheduler: @unchecked Sendable {
         })
     }
 
-    public var statistics: SchedulerStatistics {
+    var statistics: SchedulerStatistics {
         condition.lock()
         defer { condition.unlock() }
         return stats
@@ -158,7 +187,7 @@ public final class BatchScheduler: @unchecked Sendable {
 
     /// Stops accepting requests, cancels queued and running ones (their streams end with
     /// `cancelled`), and waits for the worker to stop.
-    public func shutdown() {
+    func shutdown() {
         condition.lock()
         if stopping { condition.unlock(); return }
         stopping = true

@@ -112,6 +112,12 @@ public struct Sampler: Sendable {
     /// The filtered, renormalised distribution the next token is drawn from, most likely first
     /// (ties: smaller id first). Greedy gives one candidate with probability 1.
     public mutating func distribution(logits: UnsafeBufferPointer<Float>) -> [TokenProbability] {
+        distribution(logits: logits, sorted: true)
+    }
+
+    /// With `sorted: false` and neither top-p nor min-p, the candidates come in id order and are
+    /// not sorted (drawing from them needs no order; sorting 50k candidates per token is not free).
+    private mutating func distribution(logits: UnsafeBufferPointer<Float>, sorted: Bool) -> [TokenProbability] {
         let p = parameters
         let V = logits.count
         if work.count != V { work = [Float](repeating: 0, count: V) }
@@ -154,6 +160,11 @@ public struct Sampler: Sendable {
             }
             let inv = Float(1 / sum)
             for i in 0..<V { x[i] *= inv }
+            if !sorted && p.topP >= 1 && p.minP == 0 {
+                var out: [TokenProbability] = []
+                for i in 0..<V where x[i] > 0 { out.append(TokenProbability(id: Int32(i), probability: x[i])) }
+                return out
+            }
             // Candidates in descending probability; with top-p, sort only what can be in the nucleus.
             var candidates = sortedCandidates(UnsafeBufferPointer(x), mass: p.topP < 1 ? p.topP : nil)
             if p.topP < 1 {
@@ -179,7 +190,7 @@ public struct Sampler: Sendable {
 
     /// Draws the next token from `distribution(logits:)`.
     public mutating func sample(logits: UnsafeBufferPointer<Float>) -> Int32 {
-        let candidates = distribution(logits: logits)
+        let candidates = distribution(logits: logits, sorted: false)
         if candidates.count == 1 { return candidates[0].id }
         let u = rng.nextDouble()
         var cumulative: Double = 0
