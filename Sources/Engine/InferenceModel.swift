@@ -251,30 +251,39 @@ public final class InferenceModel: @unchecked Sendable {
             }
             for t in target where t < 0 || Int(t) >= config.vocabSize { throw EngineError.invalidToken(t, vocabularySize: config.vocabSize) }
         }
-        let scratch = try headArena()
-        let C = config.width, V = config.vocabSize, Vp = config.paddedVocabSize
         var rowSlot: [Int32] = [], rowToken: [Int32] = [], rowPosition: [Int32] = [], rowTarget: [Int32] = []
         for (input, target) in zip(inputs, targets) {
             for (j, t) in input.tokens.enumerated() {
                 rowSlot.append(Int32(input.slot)); rowToken.append(t); rowPosition.append(Int32(input.start + j)); rowTarget.append(target[j])
             }
         }
-        var flat: [Float] = []
-        flat.reserveCapacity(rowSlot.count)
+        let flat = try scoreRows(slots: rowSlot, tokens: rowToken, positions: rowPosition, targets: rowTarget)
+        var out: [[Float]] = []
+        var k = 0
+        for input in inputs { out.append(flat[k..<(k + input.tokens.count)].map { Float($0) }); k += input.tokens.count }
+        return out
+    }
+
+    /// Runs the rows through the model (appending them to their cache slots) and returns the
+    /// log-probability of each row's target after it. The cache is no longer what the Engine
+    /// left there, so its epoch advances.
+    private func scoreRows(slots: [Int32], tokens: [Int32], positions: [Int32], targets: [Int32]) throws -> [Double] {
+        let scratch = try headArena()
+        let C = config.width, V = config.vocabSize, Vp = config.paddedVocabSize
+        cacheEpoch += 1
+        var out: [Double] = []
+        out.reserveCapacity(tokens.count)
         var host = [Float](repeating: 0, count: rowsPerPass * Vp)
         var r0 = 0
-        while r0 < rowSlot.count {
-            let r1 = min(rowSlot.count, r0 + rowsPerPass), n = r1 - r0
-            pass(slots: rowSlot[r0..<r1], tokens: rowToken[r0..<r1], positions: rowPosition[r0..<r1], outputs: ArraySlice(repeating: -1, count: n))
+        while r0 < tokens.count {
+            let r1 = min(tokens.count, r0 + rowsPerPass), n = r1 - r0
+            pass(slots: slots[r0..<r1], tokens: tokens[r0..<r1], positions: positions[r0..<r1], outputs: ArraySlice(repeating: -1, count: n))
             let x = work[0].slice(0, n * C), ln = scratch[0].slice(0, n * C), logits = scratch[3].slice(0, n * Vp)
             head(out: logits, hidden: x, ln: ln, mean: scratch[1], rstd: scratch[2], N: n)
             host.withUnsafeMutableBufferPointer { backend.download(logits, into: UnsafeMutableBufferPointer(rebasing: $0[0..<(n * Vp)])) }
-            for i in 0..<n { flat.append(Float(logSoftmax(host, row: i * Vp, count: V, at: Int(rowTarget[r0 + i])))) }
+            for i in 0..<n { out.append(logSoftmax(host, row: i * Vp, count: V, at: Int(targets[r0 + i]))) }
             r0 = r1
         }
-        var out: [[Float]] = []
-        var k = 0
-        for input in inputs { out.append(Array(flat[k..<(k + input.tokens.count)])); k += input.tokens.count }
         return out
     }
 
@@ -305,27 +314,15 @@ public final class InferenceModel: @unchecked Sendable {
     public func negativeLogLikelihood(_ ids: [Int32]) throws -> (nll: Double, count: Int) {
         guard ids.count >= 2 else { return (0, 0) }
         for t in ids where t < 0 || Int(t) >= config.vocabSize { throw EngineError.invalidToken(t, vocabularySize: config.vocabSize) }
-        let C = config.width, V = config.vocabSize, Vp = config.paddedVocabSize
-        let scratch = try headArena()
-        cacheEpoch += 1
-        var host = [Float](repeating: 0, count: rowsPerPass * Vp)
         var nll: Double = 0, count = 0
         var w0 = 0
         while w0 + 1 < ids.count {
-            // A window of up to `capacity` inputs predicts the next token of each.
-            let w1 = min(ids.count - 1, w0 + capacity)
-            var r0 = w0
-            while r0 < w1 {
-                let r1 = min(w1, r0 + rowsPerPass), n = r1 - r0
-                pass(slots: ArraySlice(repeating: 0, count: n), tokens: ids[r0..<r1],
-                     positions: ArraySlice((r0 - w0)..<(r1 - w0)).map { Int32($0) }[...], outputs: ArraySlice(repeating: -1, count: n))
-                let x = work[0].slice(0, n * C), ln = scratch[0].slice(0, n * C), logits = scratch[3].slice(0, n * Vp)
-                head(out: logits, hidden: x, ln: ln, mean: scratch[1], rstd: scratch[2], N: n)
-                host.withUnsafeMutableBufferPointer { backend.download(logits, into: UnsafeMutableBufferPointer(rebasing: $0[0..<(n * Vp)])) }
-                for i in 0..<n { nll -= logSoftmax(host, row: i * Vp, count: V, at: Int(ids[r0 + i + 1])) }
-                count += n
-                r0 = r1
-            }
+            // A window of up to `capacity` inputs in slot 0 predicts the next token of each.
+            let w1 = min(ids.count - 1, w0 + capacity), n = w1 - w0
+            let logps = try scoreRows(slots: [Int32](repeating: 0, count: n), tokens: Array(ids[w0..<w1]),
+                                      positions: (0..<n).map { Int32($0) }, targets: Array(ids[(w0 + 1)...w1]))
+            for l in logps { nll -= l }
+            count += n
             w0 = w1
         }
         return (nll, count)

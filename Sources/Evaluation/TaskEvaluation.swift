@@ -21,7 +21,7 @@ func fittedPrompt(_ format: ChatFormat, _ text: String, limit: Int, reserve: Int
                   _ messages: (String) -> [ChatMessage]) throws -> (ids: [Int32], truncated: Bool)? {
     let full = try format.render(messages(text), addGenerationPrompt: true).ids
     if full.count + reserve <= limit { return (full, false) }
-    var words = text.split(separator: " ", omittingEmptySubsequences: false)
+    let words = text.split(separator: " ", omittingEmptySubsequences: false)
     // Binary search for the longest prefix of words that fits.
     var lo = 0, hi = words.count - 1, best: [Int32]? = nil
     while lo <= hi {
@@ -29,7 +29,6 @@ func fittedPrompt(_ format: ChatFormat, _ text: String, limit: Int, reserve: Int
         let ids = try format.render(messages(words[0..<mid].joined(separator: " ")), addGenerationPrompt: true).ids
         if ids.count + reserve <= limit { best = ids; lo = mid + 1 } else { hi = mid - 1 }
     }
-    words.removeAll()
     return best.map { ($0, true) }
 }
 

@@ -93,6 +93,11 @@ public struct SentimentTask: Sendable {
         self.labels = labels
     }
 
+    /// Label words from a command-line list: "negative,positive".
+    public init(commaSeparated list: String) throws {
+        try self.init(labels: list.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) })
+    }
+
     /// The question a model is asked about `text`.
     public func prompt(_ text: String) -> [ChatMessage] {
         let options = labels.count == 2 ? "\(labels[0]) or \(labels[1])" : labels.joined(separator: ", ")

@@ -105,6 +105,18 @@ struct CompletionRequest: Decodable {
 
 // MARK: Responses
 
+/// An optional that is written as JSON `null` when absent, as OpenAI writes `logprobs` and
+/// `finish_reason` (synthesized Encodable would leave the key out).
+@propertyWrapper
+struct NullEncoded<Value: Encodable>: Encodable {
+    var wrappedValue: Value?
+    init(wrappedValue: Value?) { self.wrappedValue = wrappedValue }
+    func encode(to encoder: Encoder) throws {
+        var c = encoder.singleValueContainer()
+        if let wrappedValue { try c.encode(wrappedValue) } else { try c.encodeNil() }
+    }
+}
+
 struct Usage: Encodable {
     let prompt_tokens: Int
     let completion_tokens: Int
@@ -134,17 +146,9 @@ struct OutputMessage: Encodable {
 struct ChatChoice: Encodable {
     let index: Int
     let message: OutputMessage
-    let logprobs: ChoiceLogprobs?
+    @NullEncoded var logprobs: ChoiceLogprobs?  // null when not asked, as OpenAI sends it
     let finish_reason: String
 
-    enum CodingKeys: String, CodingKey { case index, message, logprobs, finish_reason }
-    func encode(to encoder: Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(index, forKey: .index)
-        try c.encode(message, forKey: .message)
-        try c.encode(logprobs, forKey: .logprobs)  // null when not asked, as OpenAI sends it
-        try c.encode(finish_reason, forKey: .finish_reason)
-    }
 }
 
 struct ChatCompletion: Encodable {
@@ -164,17 +168,9 @@ struct ChunkDelta: Encodable {
 struct ChunkChoice: Encodable {
     let index: Int
     let delta: ChunkDelta
-    let logprobs: ChoiceLogprobs?
-    let finish_reason: String?
+    @NullEncoded var logprobs: ChoiceLogprobs?
+    @NullEncoded var finish_reason: String?
 
-    enum CodingKeys: String, CodingKey { case index, delta, logprobs, finish_reason }
-    func encode(to encoder: Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(index, forKey: .index)
-        try c.encode(delta, forKey: .delta)
-        try c.encode(logprobs, forKey: .logprobs)
-        try c.encode(finish_reason, forKey: .finish_reason)
-    }
 }
 
 struct ChatCompletionChunk: Encodable {
@@ -197,17 +193,9 @@ struct CompletionLogprobs: Encodable {
 struct CompletionChoice: Encodable {
     let index: Int
     let text: String
-    let logprobs: CompletionLogprobs?
-    let finish_reason: String?
+    @NullEncoded var logprobs: CompletionLogprobs?
+    @NullEncoded var finish_reason: String?
 
-    enum CodingKeys: String, CodingKey { case index, text, logprobs, finish_reason }
-    func encode(to encoder: Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(index, forKey: .index)
-        try c.encode(text, forKey: .text)
-        try c.encode(logprobs, forKey: .logprobs)
-        try c.encode(finish_reason, forKey: .finish_reason)
-    }
 }
 
 struct Completion: Encodable {

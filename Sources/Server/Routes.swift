@@ -154,9 +154,8 @@ struct OpenAIRoutes: Sendable {
                                    param: f.max_completion_tokens != nil ? "max_completion_tokens" : "max_tokens")
         }
         let maxTokens = min(asked ?? limit, context - prompt.count)
-        var request = GenerationRequest(prompt: prompt, maxTokens: maxTokens, sampling: s, stopTokens: stopTokens, samples: n,
+        let request = GenerationRequest(prompt: prompt, maxTokens: maxTokens, sampling: s, stopTokens: stopTokens, samples: n,
                                         topLogprobs: logprobs ? topLogprobs : 0)
-        request.samples = n
         do { try state.scheduler.validate(request) } catch let e as EngineError {
             throw APIError.invalid("\(e)")
         }
@@ -215,6 +214,33 @@ struct OpenAIRoutes: Sendable {
         }
     }
 
+    /// Records the time to the first generated token, once per request.
+    func noteFirstToken(_ event: GenerationEvent, seen: inout Bool, start: ContinuousClock.Instant) {
+        if !seen, case .token = event { seen = true; state.metrics.firstToken(seconds(since: start)) }
+    }
+
+    /// Every event of a non-streamed request applied to its choices; cancels the request if the
+    /// stream fails.
+    func collect(_ submission: BatchScheduler.Submission, plan: GenerationPlan, start: ContinuousClock.Instant) async throws -> [ChoiceOutput] {
+        var choices = [ChoiceOutput](repeating: ChoiceOutput(codec: state.codec, stops: plan.stops), count: plan.request.samples)
+        var sawToken = false
+        do {
+            for try await event in submission.events {
+                noteFirstToken(event, seen: &sawToken, start: start)
+                _ = apply(event, to: &choices, submission: submission, wantLogprobs: plan.logprobs)
+            }
+        } catch {
+            submission.cancel()
+            throw error
+        }
+        return choices
+    }
+
+    func usage(prompt: Int, _ choices: [ChoiceOutput]) -> Usage {
+        let completion = choices.reduce(0) { $0 + $1.tokens }
+        return Usage(prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion)
+    }
+
     // MARK: Chat completions
 
     func chatPrompt(_ body: ChatCompletionRequest) throws -> [Int32] {
@@ -269,22 +295,11 @@ struct OpenAIRoutes: Sendable {
 
         if !plan.stream {
             defer { state.metrics.leave() }
-            var choices = [ChoiceOutput](repeating: ChoiceOutput(codec: state.codec, stops: plan.stops), count: n)
-            var first = true
-            do {
-                for try await event in submission.events {
-                    if first, case .token = event { first = false; state.metrics.firstToken(seconds(since: start)) }
-                    _ = apply(event, to: &choices, submission: submission, wantLogprobs: plan.logprobs)
-                }
-            } catch {
-                submission.cancel()
-                throw error
-            }
+            let choices = try await collect(submission, plan: plan, start: start)
             let out = ChatCompletion(id: id, created: created, model: model, choices: choices.enumerated().map { i, c in
                 ChatChoice(index: i, message: OutputMessage(role: "assistant", content: c.text),
                            logprobs: plan.logprobs ? ChoiceLogprobs(content: c.logprobs) : nil, finish_reason: (c.finish ?? .length).rawValue)
-            }, usage: Usage(prompt_tokens: prompt.count, completion_tokens: choices.reduce(0) { $0 + $1.tokens },
-                            total_tokens: prompt.count + choices.reduce(0) { $0 + $1.tokens }))
+            }, usage: usage(prompt: prompt.count, choices))
             state.metrics.record(endpoint: "/v1/chat/completions", status: 200, seconds: seconds(since: start))
             return try encodedResponse(out)
         }
@@ -297,9 +312,9 @@ struct OpenAIRoutes: Sendable {
             }
             do {
                 for i in 0..<n { try await send([ChunkChoice(index: i, delta: ChunkDelta(role: "assistant", content: ""), logprobs: nil, finish_reason: nil)]) }
-                var first = true
+                var sawToken = false
                 for try await event in submission.events {
-                    if first, case .token = event { first = false; state.metrics.firstToken(seconds(since: start)) }
+                    routes.noteFirstToken(event, seen: &sawToken, start: start)
                     guard let (i, text, entry) = routes.apply(event, to: &choices, submission: submission, wantLogprobs: plan.logprobs) else { continue }
                     if !text.isEmpty || entry != nil {
                         try await send([ChunkChoice(index: i, delta: ChunkDelta(content: text), logprobs: entry.map { ChoiceLogprobs(content: [$0]) }, finish_reason: nil)])
@@ -310,10 +325,7 @@ struct OpenAIRoutes: Sendable {
                         try await send([ChunkChoice(index: i, delta: ChunkDelta(), logprobs: nil, finish_reason: "stop")])
                     }
                 }
-                if plan.includeUsage {
-                    let completion = choices.reduce(0) { $0 + $1.tokens }
-                    try await send([], usage: Usage(prompt_tokens: prompt.count, completion_tokens: completion, total_tokens: prompt.count + completion))
-                }
+                if plan.includeUsage { try await send([], usage: routes.usage(prompt: prompt.count, choices)) }
                 try await writer.done()
                 state.metrics.record(endpoint: "/v1/chat/completions", status: 200, seconds: seconds(since: start))
             } catch {
@@ -368,22 +380,11 @@ struct OpenAIRoutes: Sendable {
 
         if !plan.stream {
             defer { state.metrics.leave() }
-            var choices = [ChoiceOutput](repeating: ChoiceOutput(codec: state.codec, stops: plan.stops), count: n)
-            do {
-                var first = true
-                for try await event in submission.events {
-                    if first, case .token = event { first = false; state.metrics.firstToken(seconds(since: start)) }
-                    _ = apply(event, to: &choices, submission: submission, wantLogprobs: plan.logprobs)
-                }
-            } catch {
-                submission.cancel()
-                throw error
-            }
-            let completion = choices.reduce(0) { $0 + $1.tokens }
+            let choices = try await collect(submission, plan: plan, start: start)
             let out = Completion(id: id, created: created, model: model, choices: choices.enumerated().map { i, c in
                 CompletionChoice(index: i, text: echo + c.text, logprobs: plan.logprobs ? legacy(c.logprobs, offset: echo.utf16.count) : nil,
                                  finish_reason: (c.finish ?? .length).rawValue)
-            }, usage: Usage(prompt_tokens: prompt.count, completion_tokens: completion, total_tokens: prompt.count + completion))
+            }, usage: usage(prompt: prompt.count, choices))
             state.metrics.record(endpoint: "/v1/completions", status: 200, seconds: seconds(since: start))
             return try encodedResponse(out)
         }
@@ -396,9 +397,9 @@ struct OpenAIRoutes: Sendable {
             }
             do {
                 if !echo.isEmpty { for i in 0..<n { try await send([CompletionChoice(index: i, text: echo, logprobs: nil, finish_reason: nil)]) } }
-                var first = true
+                var sawToken = false
                 for try await event in submission.events {
-                    if first, case .token = event { first = false; state.metrics.firstToken(seconds(since: start)) }
+                    routes.noteFirstToken(event, seen: &sawToken, start: start)
                     guard let (i, text, entry) = routes.apply(event, to: &choices, submission: submission, wantLogprobs: plan.logprobs) else { continue }
                     let done = choices[i].stopped
                     if !text.isEmpty || entry != nil || done {
@@ -406,10 +407,7 @@ struct OpenAIRoutes: Sendable {
                                                          finish_reason: done ? (choices[i].finish ?? .length).rawValue : nil)])
                     }
                 }
-                if plan.includeUsage {
-                    let completion = choices.reduce(0) { $0 + $1.tokens }
-                    try await send([], usage: Usage(prompt_tokens: promptCount, completion_tokens: completion, total_tokens: promptCount + completion))
-                }
+                if plan.includeUsage { try await send([], usage: routes.usage(prompt: promptCount, choices)) }
                 try await writer.done()
                 state.metrics.record(endpoint: "/v1/completions", status: 200, seconds: seconds(since: start))
             } catch {

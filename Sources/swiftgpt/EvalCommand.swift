@@ -59,13 +59,6 @@ struct EvalCommand: AsyncParsableCommand {
         }
     }
 
-    func printMalformed(_ malformed: [String]) {
-        guard !malformed.isEmpty else { return }
-        printError("\(malformed.count) rows of \(data) were skipped:")
-        for m in malformed.prefix(20) { printError("  \(m)") }
-        if malformed.count > 20 { printError("  … and \(malformed.count - 20) more") }
-    }
-
     func writeLines(_ lines: [String]) throws {
         guard let output else { return }
         try AtomicFile.write(Data((lines.joined(separator: "\n") + "\n").utf8), to: output)
@@ -73,9 +66,9 @@ struct EvalCommand: AsyncParsableCommand {
 
     func sentiment(_ format: WeightFormat) throws {
         let loaded = try Checkpoint.load(model, backend: CPUBackend())
-        let task = try SentimentTask(labels: labels.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) })
+        let task = try SentimentTask(commaSeparated: labels)
         var (examples, malformed) = try task.load(data)
-        printMalformed(malformed)
+        printSkippedRows(malformed, of: data)
         if maxTokens > 0 { examples = Array(examples.prefix(maxTokens)) }
         let bar = CountProgress("scoring", unit: "examples")
         let result = try SentimentEvaluation.run(model: loaded.model, codec: loaded.codec, task: task, examples: examples,
@@ -110,7 +103,7 @@ struct EvalCommand: AsyncParsableCommand {
     func translation(_ format: WeightFormat) throws {
         let loaded = try Checkpoint.load(model, backend: CPUBackend())
         var (task, pairs, malformed) = try TranslationTask.load(data)
-        printMalformed(malformed)
+        printSkippedRows(malformed, of: data)
         if maxTokens > 0 { pairs = Array(pairs.prefix(maxTokens)) }
         if let maxNewTokens, maxNewTokens < 1 { throw ValidationError("--max-new-tokens must be ≥ 1") }
         let bar = CountProgress("translating", unit: "sentences")
@@ -205,4 +198,12 @@ final class CountProgress {
         line.show("\(label) \(done)/\(total) \(unit), \(fmt(rate)) \(unit)/s, ETA \(fmt(Double(total - done) / max(rate, 1e-9), 0)) s")
     }
     func finish() { line.finish() }
+}
+
+/// The rows of a task TSV that could not be used, with their line numbers.
+func printSkippedRows(_ malformed: [String], of path: String) {
+    guard !malformed.isEmpty else { return }
+    printError("\(malformed.count) rows of \(path) were skipped:")
+    for m in malformed.prefix(20) { printError("  \(m)") }
+    if malformed.count > 20 { printError("  … and \(malformed.count - 20) more") }
 }

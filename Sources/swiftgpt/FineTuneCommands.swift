@@ -82,7 +82,7 @@ struct SFTCommand: AsyncParsableCommand {
             let malformed: [String]
             switch task {
             case "sentiment":
-                let t = try SentimentTask(labels: labels.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) })
+                let t = try SentimentTask(commaSeparated: labels)
                 let loaded = try t.load(data)
                 conversations = loaded.examples.map(t.conversation)
                 malformed = loaded.malformed
@@ -92,10 +92,7 @@ struct SFTCommand: AsyncParsableCommand {
                 malformed = loaded.malformed
             default: throw ValidationError("unknown --task \(task); available: sentiment, translation")
             }
-            if !malformed.isEmpty {
-                printError("\(malformed.count) rows of \(data) were skipped:")
-                for m in malformed.prefix(20) { printError("  \(m)") }
-            }
+            printSkippedRows(malformed, of: data)
             print("sft --task \(task): \(conversations.count) conversations from \(data)")
         } else {
             let (loaded, report) = try loadConversations(data, strict: options.strict)

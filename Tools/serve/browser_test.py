@@ -202,16 +202,9 @@ def main():
 
     server = None
     try:
-        if args.url:
-            base_url = args.url.rstrip("/")
-        else:
-            server = servelib.Server(args.binary, args.model, args.api_key, args.server_arg, args.startup_timeout)
-            try:
-                server.start()
-            except RuntimeError as e:
-                print(f"FAIL startup: {e}")
-                return 1
-            base_url = server.base_url
+        server, base_url = servelib.start_or_attach(args)
+        if base_url is None:
+            return 1
         try:
             failures = run(args, base_url)
         except RuntimeError as e:

@@ -923,16 +923,9 @@ def main():
     server = None
     runner = Runner(args.skip, args.verbose)
     try:
-        if args.url:
-            base_url = args.url.rstrip("/")
-        else:
-            server = servelib.Server(args.binary, args.model, args.api_key, args.server_arg, args.startup_timeout)
-            try:
-                server.start()
-            except RuntimeError as e:
-                print(f"FAIL startup: {e}")
-                return 1
-            base_url = server.base_url
+        server, base_url = servelib.start_or_attach(args)
+        if base_url is None:
+            return 1
         t = E2E(args, base_url, server)
         names = [n for n in CHECKS if not args.only or n in args.only or n == "models"]
         for name in names:

@@ -226,19 +226,11 @@ def main():
 
     server = None
     try:
-        if args.url:
-            base_url, pid = args.url.rstrip("/"), args.pid
-        else:
-            extra = list(args.server_arg)
-            if args.max_concurrent:
-                extra += ["--max-concurrent", str(args.max_concurrent)]
-            server = servelib.Server(args.binary, args.model, args.api_key, extra, args.startup_timeout, quiet=args.json)
-            try:
-                server.start()
-            except RuntimeError as e:
-                log(f"FAIL startup: {e}")
-                return 1
-            base_url, pid = server.base_url, server.pid
+        extra = ["--max-concurrent", str(args.max_concurrent)] if args.max_concurrent else []
+        server, base_url = servelib.start_or_attach(args, extra, quiet=args.json, report=log)
+        if base_url is None:
+            return 1
+        pid = server.pid if server is not None else args.pid
         try:
             single_tps, single_errors, rounds, rss = asyncio.run(
                 asyncio.wait_for(load_test(args, base_url, pid), args.overall_timeout))

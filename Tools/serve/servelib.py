@@ -214,6 +214,21 @@ class Server:
         return False
 
 
+def start_or_attach(args, extra_args=None, quiet=False, report=print):
+    """`--url`: use that server; otherwise start one from --binary/--model/--api-key/--server-arg.
+    Returns (server or None, base_url), or (None, None) when the server did not start (reported)."""
+    if args.url:
+        return None, args.url.rstrip("/")
+    extra = list(args.server_arg) + list(extra_args or [])
+    server = Server(args.binary, args.model, args.api_key, extra, args.startup_timeout, quiet=quiet)
+    try:
+        server.start()
+    except RuntimeError as e:
+        report(f"FAIL startup: {e}")
+        return None, None
+    return server, server.base_url
+
+
 def install_signal_handlers():
     """Turns SIGTERM into SystemExit, so that `with Server(...)` blocks and `finally:` clauses run
     (and the child is stopped) when the test tool itself is terminated. Ctrl-C already raises
