@@ -25,6 +25,7 @@ let package = Package(
         .library(name: "Chat", targets: ["Chat"]),
         .library(name: "Evaluation", targets: ["Evaluation"]),
         .library(name: "Server", targets: ["Server"]),
+        .library(name: "Interop", targets: ["Interop"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -59,9 +60,11 @@ let package = Package(
                            .product(name: "Logging", package: "swift-log"),
                            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")],
             resources: [.copy("Web")], swiftSettings: optimise),
+        // Hugging Face directories in and out, GGUF export for llama.cpp.
+        .target(name: "Interop", dependencies: ["Model", "Compute", "Tokenizer", "Training"], swiftSettings: optimise),
         .executableTarget(
             name: "swiftgpt",
-            dependencies: ["CSupport", "Model", "Compute", "Tokenizer", "Training", "Engine", "Chat", "Evaluation", "Server", .product(name: "Hummingbird", package: "hummingbird"), .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["CSupport", "Model", "Compute", "Tokenizer", "Training", "Engine", "Chat", "Evaluation", "Server", "Interop", .product(name: "Hummingbird", package: "hummingbird"), .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: optimise),
         .testTarget(name: "EngineTests", dependencies: ["Engine", "Model", "Compute"], exclude: ["Fixtures"]),
         .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "Engine", "Tokenizer", "Training", "Model", "Compute"], exclude: ["Fixtures"]),
@@ -72,5 +75,6 @@ let package = Package(
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Model", "Compute", "Tokenizer"], exclude: ["Fixtures"]),
         .testTarget(name: "TokenizerTests", dependencies: ["Tokenizer"], exclude: ["Fixtures"]),
         .testTarget(name: "ModelTests", dependencies: ["Model", "Compute"], exclude: ["Fixtures"]),
+        .testTarget(name: "InteropTests", dependencies: ["Interop", "Engine", "Training", "Tokenizer", "Model", "Compute"], exclude: ["Fixtures"]),
     ]
 )

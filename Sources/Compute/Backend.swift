@@ -65,10 +65,10 @@ public protocol Backend: AnyObject, Sendable {
 
     // MARK: Layers
 
-    /// out[b,t,:] = wte[tokens[b,t],:] + wpe[t,:]
-    func encoderForward(out: FloatBuffer, tokens: TokenBuffer, wte: FloatBuffer, wpe: FloatBuffer,
+    /// out[b,t,:] = wte[tokens[b,t],:] + wpe[t,:] (no wpe: rotary positions, the embedding alone)
+    func encoderForward(out: FloatBuffer, tokens: TokenBuffer, wte: FloatBuffer, wpe: FloatBuffer?,
                         B: Int, T: Int, C: Int)
-    func encoderBackward(dwte: FloatBuffer, dwpe: FloatBuffer, dout: FloatBuffer, tokens: TokenBuffer,
+    func encoderBackward(dwte: FloatBuffer, dwpe: FloatBuffer?, dout: FloatBuffer, tokens: TokenBuffer,
                          B: Int, T: Int, C: Int)
 
     /// Row-wise layer norm over C channels of N rows, saving mean and 1/std per row.
@@ -78,6 +78,23 @@ public protocol Backend: AnyObject, Sendable {
                            input: FloatBuffer, weight: FloatBuffer, mean: FloatBuffer, rstd: FloatBuffer,
                            N: Int, C: Int)
 
+    /// RMSNorm over C channels of N rows: out = x / √(mean(x²) + ε) ⊙ weight, saving 1/rms per row.
+    func rmsNormForward(out: FloatBuffer, rstd: FloatBuffer, input: FloatBuffer, weight: FloatBuffer,
+                        N: Int, C: Int, epsilon: Float)
+    func rmsNormBackward(dinput: FloatBuffer, dweight: FloatBuffer, dout: FloatBuffer, input: FloatBuffer,
+                         weight: FloatBuffer, rstd: FloatBuffer, N: Int, C: Int)
+
+    /// Rotary position embeddings, in place, on the query and key heads of qkv (N rows of
+    /// (heads + 2·kvHeads)·headSize: queries, keys, values). Row n is at position positions[n],
+    /// or n mod T without positions. Channel pairs (i, i + headSize/2) rotate by position·θ^(-2i/headSize)
+    /// (Hugging Face's layout). `inverse` rotates backwards: the backward pass of the forward rotation.
+    func rotaryEmbedding(_ qkv: FloatBuffer, positions: TokenBuffer?, N: Int, T: Int, heads: Int, kvHeads: Int,
+                         headSize: Int, theta: Float, inverse: Bool)
+
+    /// SwiGLU: out (N, H) = SiLU(gate) ⊙ up, where input (N, 2H) holds gate then up in each row.
+    func swigluForward(out: FloatBuffer, input: FloatBuffer, N: Int, H: Int)
+    func swigluBackward(dinput: FloatBuffer, input: FloatBuffer, dout: FloatBuffer, N: Int, H: Int)
+
     /// out (N, OC) = input (N, C) · weightᵀ (weight is (OC, C)) + bias (OC), bias optional.
     func matmulForward(out: FloatBuffer, input: FloatBuffer, weight: FloatBuffer, bias: FloatBuffer?,
                        N: Int, C: Int, OC: Int)
@@ -86,13 +103,14 @@ public protocol Backend: AnyObject, Sendable {
     func matmulBackward(dinput: FloatBuffer?, dweight: FloatBuffer, dbias: FloatBuffer?, dout: FloatBuffer,
                         input: FloatBuffer, weight: FloatBuffer, N: Int, C: Int, OC: Int)
 
-    /// Causal multi-head self-attention. qkv is (B, T, 3C) with Q, K, V side by side; out is
+    /// Causal multi-head self-attention. qkv is (B, T, C + 2·KVH·hs) with Q (NH heads), K and V
+    /// (KVH heads each; query head h uses key/value head h / (NH/KVH)) side by side; out is
     /// (B, T, C); lse (B, NH, T) saves each softmax row's log-sum-exp so backward recomputes the
     /// probabilities instead of storing a (B, NH, T, T) tensor.
     func attentionForward(out: FloatBuffer, lse: FloatBuffer, qkv: FloatBuffer,
-                          B: Int, T: Int, C: Int, NH: Int, dropout: DropoutSpec?)
+                          B: Int, T: Int, C: Int, NH: Int, KVH: Int, dropout: DropoutSpec?)
     func attentionBackward(dqkv: FloatBuffer, dout: FloatBuffer, lse: FloatBuffer, qkv: FloatBuffer,
-                           B: Int, T: Int, C: Int, NH: Int, dropout: DropoutSpec?)
+                           B: Int, T: Int, C: Int, NH: Int, KVH: Int, dropout: DropoutSpec?)
 
     /// GELU, tanh approximation (GPT-2's "gelu_new").
     func geluForward(out: FloatBuffer, input: FloatBuffer, count: Int)
@@ -117,15 +135,17 @@ public protocol Backend: AnyObject, Sendable {
     /// out[n,:] = wte[tokens[n],:] + wpe[positions[n],:] for N rows that may belong to different
     /// sequences at different positions.
     func embedForward(out: FloatBuffer, tokens: TokenBuffer, positions: TokenBuffer, wte: FloatBuffer,
-                      wpe: FloatBuffer, N: Int, C: Int)
+                      wpe: FloatBuffer?, N: Int, C: Int)
     /// Attention of N new rows against a KV cache. Row n belongs to cache slot `slots[n]` at
-    /// position `positions[n]`. First every row's K and V (from qkv (N, 3C)) are written into
-    /// `keys`/`values` (slots, NH, capacity, hs) at its position; then each row attends, causally,
-    /// to positions 0...positions[n] of its slot. out is (N, C). Rows of one sequence must come in
-    /// increasing position order.
+    /// position `positions[n]`. First every row's K and V (from qkv (N, C + 2·KVH·hs)) are written
+    /// into `keys`/`values` (slots, KVH, capacity, hs) at its position; then each row attends,
+    /// causally, to positions 0...positions[n] of its slot. out is (N, C). Rows of one sequence must
+    /// come in increasing position order.
     func cachedAttentionForward(out: FloatBuffer, qkv: FloatBuffer, keys: FloatBuffer, values: FloatBuffer,
-                                slots: TokenBuffer, positions: TokenBuffer, N: Int, C: Int, NH: Int, capacity: Int)
-    /// Copies positions 0..<length of cache slot `source` to slot `destination` (keys and values).
+                                slots: TokenBuffer, positions: TokenBuffer, N: Int, C: Int, NH: Int, KVH: Int,
+                                capacity: Int)
+    /// Copies positions 0..<length of cache slot `source` to slot `destination` (keys and values;
+    /// NH is the number of heads the cache holds, i.e. the key/value heads).
     func copyCacheSlot(keys: FloatBuffer, values: FloatBuffer, from source: Int, to destination: Int, length: Int,
                        NH: Int, capacity: Int, headSize: Int)
 
@@ -148,4 +168,23 @@ public protocol Backend: AnyObject, Sendable {
 
     /// Waits until queued work has finished (no-op on the CPU).
     func synchronize()
+}
+
+extension Backend {
+    /// Multi-head attention without grouping (KVH = NH).
+    public func attentionForward(out: FloatBuffer, lse: FloatBuffer, qkv: FloatBuffer,
+                                 B: Int, T: Int, C: Int, NH: Int, dropout: DropoutSpec?) {
+        attentionForward(out: out, lse: lse, qkv: qkv, B: B, T: T, C: C, NH: NH, KVH: NH, dropout: dropout)
+    }
+
+    public func attentionBackward(dqkv: FloatBuffer, dout: FloatBuffer, lse: FloatBuffer, qkv: FloatBuffer,
+                                  B: Int, T: Int, C: Int, NH: Int, dropout: DropoutSpec?) {
+        attentionBackward(dqkv: dqkv, dout: dout, lse: lse, qkv: qkv, B: B, T: T, C: C, NH: NH, KVH: NH, dropout: dropout)
+    }
+
+    public func cachedAttentionForward(out: FloatBuffer, qkv: FloatBuffer, keys: FloatBuffer, values: FloatBuffer,
+                                       slots: TokenBuffer, positions: TokenBuffer, N: Int, C: Int, NH: Int, capacity: Int) {
+        cachedAttentionForward(out: out, qkv: qkv, keys: keys, values: values, slots: slots, positions: positions,
+                               N: N, C: C, NH: NH, KVH: NH, capacity: capacity)
+    }
 }

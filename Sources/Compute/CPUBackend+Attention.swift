@@ -1,7 +1,9 @@
 // Causal multi-head self-attention, computed per (batch, head) in blocks of query rows.
 //
-// Legend: B batch, T time, C channels, NH heads, hs head size (C/NH), bs query rows per block.
-// qkv (B, T, 3C) holds Q | K | V; head h uses columns h*hs ..< (h+1)*hs of each. Only the causal
+// Legend: B batch, T time, C channels, NH heads, hs head size (C/NH), bs query rows per block,
+// KVH key/value heads (grouped-query attention: query head h reads key/value head h / (NH/KVH)),
+// W = C + 2·KVH·hs the row width of qkv.
+// qkv (B, T, W) holds Q (C) | K (KVH·hs) | V (KVH·hs); head h uses columns h*hs ..< (h+1)*hs of Q. Only the causal
 // part of each block (keys 0 ..< end of block) is computed. Forward keeps the log-sum-exp of each
 // softmax row; backward recomputes the probabilities from it (flash-attention style), so no
 // (B, NH, T, T) tensor is ever stored.
@@ -20,9 +22,9 @@ extension CPUBackend {
     private func attentionChunks(_ tasks: Int) -> Int { max(1, min(Parallel.threadCount, tasks)) }
 
     public func attentionForward(out: FloatBuffer, lse: FloatBuffer, qkv: FloatBuffer,
-                                 B: Int, T: Int, C: Int, NH: Int, dropout: DropoutSpec?) {
-        let out = out.pointer, lse = lse.pointer, qkv = qkv.pointer  // (B,T,C) (B,NH,T) (B,T,3C)
-        let hs = C / NH
+                                 B: Int, T: Int, C: Int, NH: Int, KVH: Int, dropout: DropoutSpec?) {
+        let out = out.pointer, lse = lse.pointer, qkv = qkv.pointer  // (B,T,C) (B,NH,T) (B,T,W)
+        let hs = C / NH, W = C + 2 * KVH * hs, group = NH / KVH
         let scale = 1 / Float(hs).squareRoot()
         let bs = min(attentionBlockRows, T)
         let tasks = B * NH
@@ -30,16 +32,16 @@ extension CPUBackend {
         let perChunk = bs * T
         let scratch = scratchFloats(perChunk * chunks)
         let drop = dropout?.isActive == true ? dropout : nil
-        let dims = (B, T, C, NH, hs, bs, tasks, chunks, perChunk)
+        let dims = (W, T, C, NH, hs, bs, tasks, chunks, perChunk, group, KVH)
         Parallel.forEach(chunks, (out, lse, qkv, scratch, scale, drop, dims)) { ctx, chunk in
             let (out, lse, qkv, scratch, scale, drop, dims) = ctx
-            let (_, T, C, NH, hs, bs, tasks, chunks, perChunk) = dims
+            let (W, T, C, NH, hs, bs, tasks, chunks, perChunk, group, KVH) = dims
             let S = scratch + chunk * perChunk  // (bs, T)
             let lo = tasks * chunk / chunks, hi = tasks * (chunk + 1) / chunks
             for task in lo..<hi {
                 let b = task / NH, h = task % NH
-                let Q = qkv + b * T * 3 * C + h * hs
-                let K = Q + C, Vv = Q + 2 * C
+                let Q = qkv + b * T * W + h * hs
+                let K = qkv + b * T * W + C + (h / group) * hs, Vv = K + KVH * hs
                 let O = out + b * T * C + h * hs
                 let L = lse + task * T
                 var r0 = 0
@@ -47,7 +49,7 @@ extension CPUBackend {
                     let r1 = min(T, r0 + bs), m = r1 - r0
                     // S = scale · Q[r0..<r1] · K[0..<r1]ᵀ
                     sgemm(transA: false, transB: true, m: m, n: r1, k: hs, alpha: scale,
-                          a: Q + r0 * 3 * C, lda: 3 * C, b: K, ldb: 3 * C, beta: 0, c: S, ldc: T)
+                          a: Q + r0 * W, lda: W, b: K, ldb: W, beta: 0, c: S, ldc: T)
                     for i in r0..<r1 {
                         let row = S + (i - r0) * T
                         let lseValue = softmaxRowInPlace(row, valid: i + 1, total: r1)
@@ -58,7 +60,7 @@ extension CPUBackend {
                     }
                     // O[r0..<r1] = P · V[0..<r1]
                     sgemm(transA: false, transB: false, m: m, n: hs, k: r1, alpha: 1,
-                          a: S, lda: T, b: Vv, ldb: 3 * C, beta: 0, c: O + r0 * C, ldc: C)
+                          a: S, lda: T, b: Vv, ldb: W, beta: 0, c: O + r0 * C, ldc: C)
                     r0 = r1
                 }
             }
@@ -66,37 +68,41 @@ extension CPUBackend {
     }
 
     public func attentionBackward(dqkv: FloatBuffer, dout: FloatBuffer, lse: FloatBuffer, qkv: FloatBuffer,
-                                  B: Int, T: Int, C: Int, NH: Int, dropout: DropoutSpec?) {
+                                  B: Int, T: Int, C: Int, NH: Int, KVH: Int, dropout: DropoutSpec?) {
         let dqkv = dqkv.pointer, dout = dout.pointer, lse = lse.pointer, qkv = qkv.pointer
-        let hs = C / NH
+        let hs = C / NH, W = C + 2 * KVH * hs, group = NH / KVH
         let scale = 1 / Float(hs).squareRoot()
         let bs = min(attentionBlockRows, T)
-        let tasks = B * NH
+        // One task per (batch, key/value head): it owns dK and dV of that head and dQ of the query
+        // heads that share it, so no two chunks write the same gradient.
+        let tasks = B * KVH
         let chunks = attentionChunks(tasks)
         let drop = dropout?.isActive == true ? dropout : nil
         let perChunk = bs * T * (drop == nil ? 2 : 3)
         let scratch = scratchFloats(perChunk * chunks)
-        let dims = (B, T, C, NH, hs, bs, tasks, chunks, perChunk)
+        let dims = (W, T, C, NH, hs, bs, tasks, chunks, perChunk, group, KVH)
         Parallel.forEach(chunks, (dqkv, dout, lse, qkv, scratch, scale, drop, dims)) { ctx, chunk in
             let (dqkv, dout, lse, qkv, scratch, scale, drop, dims) = ctx
-            let (_, T, C, NH, hs, bs, tasks, chunks, perChunk) = dims
+            let (W, T, C, NH, hs, bs, tasks, chunks, perChunk, group, KVH) = dims
             let P = scratch + chunk * perChunk   // (bs, T) probabilities
             let dP = P + bs * T                  // (bs, T) gradient of probabilities, then of scores
             let Pd = drop == nil ? P : dP + bs * T  // (bs, T) probabilities after dropout
             let lo = tasks * chunk / chunks, hi = tasks * (chunk + 1) / chunks
-            for task in lo..<hi {
-                let b = task / NH, h = task % NH
-                let Q = qkv + b * T * 3 * C + h * hs
-                let K = Q + C, Vv = Q + 2 * C
-                let dQ = dqkv + b * T * 3 * C + h * hs
-                let dK = dQ + C, dV = dQ + 2 * C
+            for pair in lo..<hi {
+              let b = pair / KVH, g = pair % KVH
+              for h in (g * group)..<((g + 1) * group) {
+                let task = b * NH + h
+                let Q = qkv + b * T * W + h * hs
+                let K = qkv + b * T * W + C + g * hs, Vv = K + KVH * hs
+                let dQ = dqkv + b * T * W + h * hs
+                let dK = dqkv + b * T * W + C + g * hs, dV = dK + KVH * hs
                 let dO = dout + b * T * C + h * hs
                 let L = lse + task * T
                 var r0 = 0
                 while r0 < T {
                     let r1 = min(T, r0 + bs), m = r1 - r0
                     sgemm(transA: false, transB: true, m: m, n: r1, k: hs, alpha: scale,
-                          a: Q + r0 * 3 * C, lda: 3 * C, b: K, ldb: 3 * C, beta: 0, c: P, ldc: T)
+                          a: Q + r0 * W, lda: W, b: K, ldb: W, beta: 0, c: P, ldc: T)
                     for i in r0..<r1 {
                         let row = P + (i - r0) * T
                         probabilitiesFromLSE(row, valid: i + 1, total: r1, lse: L[i])
@@ -108,10 +114,10 @@ extension CPUBackend {
                     }
                     // dPd = dO[r0..<r1] · V[0..<r1]ᵀ
                     sgemm(transA: false, transB: true, m: m, n: r1, k: hs, alpha: 1,
-                          a: dO + r0 * C, lda: C, b: Vv, ldb: 3 * C, beta: 0, c: dP, ldc: T)
+                          a: dO + r0 * C, lda: C, b: Vv, ldb: W, beta: 0, c: dP, ldc: T)
                     // dV[0..<r1] += Pdᵀ · dO[r0..<r1]
                     sgemm(transA: true, transB: false, m: r1, n: hs, k: m, alpha: 1,
-                          a: Pd, lda: T, b: dO + r0 * C, ldb: C, beta: 1, c: dV, ldc: 3 * C)
+                          a: Pd, lda: T, b: dO + r0 * C, ldb: C, beta: 1, c: dV, ldc: W)
                     for i in r0..<r1 {
                         let p = P + (i - r0) * T, dp = dP + (i - r0) * T
                         if let drop {
@@ -121,12 +127,13 @@ extension CPUBackend {
                     }
                     // dQ[r0..<r1] += scale · dS · K[0..<r1]
                     sgemm(transA: false, transB: false, m: m, n: hs, k: r1, alpha: scale,
-                          a: dP, lda: T, b: K, ldb: 3 * C, beta: 1, c: dQ + r0 * 3 * C, ldc: 3 * C)
+                          a: dP, lda: T, b: K, ldb: W, beta: 1, c: dQ + r0 * W, ldc: W)
                     // dK[0..<r1] += scale · dSᵀ · Q[r0..<r1]
                     sgemm(transA: true, transB: false, m: r1, n: hs, k: m, alpha: scale,
-                          a: dP, lda: T, b: Q + r0 * 3 * C, ldb: 3 * C, beta: 1, c: dK, ldc: 3 * C)
+                          a: dP, lda: T, b: Q + r0 * W, ldb: W, beta: 1, c: dK, ldc: W)
                     r0 = r1
                 }
+              }
             }
         }
     }

@@ -3,8 +3,8 @@
 // so it is bound by memory bandwidth, not arithmetic) and int8 weights.
 //
 // Legend: N new rows, C channels, OC output channels, NH heads, hs head size, S cache slots,
-// capacity positions per slot. Cache layout: (S, NH, capacity, hs), so one head of one sequence is
-// a contiguous (capacity, hs) matrix.
+// capacity positions per slot, KVH key/value heads. Cache layout: (S, KVH, capacity, hs), so one
+// head of one sequence is a contiguous (capacity, hs) matrix.
 
 import CSupport
 
@@ -23,8 +23,12 @@ let blockedMatmulMaxRows = 32
 
 extension CPUBackend {
     public func embedForward(out: FloatBuffer, tokens: TokenBuffer, positions: TokenBuffer, wte: FloatBuffer,
-                             wpe: FloatBuffer, N: Int, C: Int) {
-        let out = out.pointer, tok = tokens.pointer, pos = positions.pointer, wte = wte.pointer, wpe = wpe.pointer
+                             wpe: FloatBuffer?, N: Int, C: Int) {
+        let out = out.pointer, tok = tokens.pointer, pos = positions.pointer, wte = wte.pointer
+        guard let wpe = wpe?.pointer else {
+            for n in 0..<N { (out + n * C).update(from: wte + Int(tok[n]) * C, count: C) }
+            return
+        }
         for n in 0..<N {
             let o = out + n * C, e = wte + Int(tok[n]) * C, p = wpe + Int(pos[n]) * C
             var c = 0
@@ -34,17 +38,18 @@ extension CPUBackend {
     }
 
     public func cachedAttentionForward(out: FloatBuffer, qkv: FloatBuffer, keys: FloatBuffer, values: FloatBuffer,
-                                       slots: TokenBuffer, positions: TokenBuffer, N: Int, C: Int, NH: Int, capacity: Int) {
+                                       slots: TokenBuffer, positions: TokenBuffer, N: Int, C: Int, NH: Int, KVH: Int,
+                                       capacity: Int) {
         let out = out.pointer, qkv = qkv.pointer, kc = keys.pointer, vc = values.pointer
         let slot = slots.pointer, pos = positions.pointer
-        let hs = C / NH
+        let hs = C / NH, KVC = KVH * hs, W = C + 2 * KVC, group = NH / KVH
         // 1. Store every new row's keys and values at its position.
         for n in 0..<N {
             let s = Int(slot[n]), p = Int(pos[n])
-            for h in 0..<NH {
-                let dst = ((s * NH + h) * capacity + p) * hs
-                (kc + dst).update(from: qkv + n * 3 * C + C + h * hs, count: hs)
-                (vc + dst).update(from: qkv + n * 3 * C + 2 * C + h * hs, count: hs)
+            for g in 0..<KVH {
+                let dst = ((s * KVH + g) * capacity + p) * hs
+                (kc + dst).update(from: qkv + n * W + C + g * hs, count: hs)
+                (vc + dst).update(from: qkv + n * W + C + KVC + g * hs, count: hs)
             }
         }
         // 2. Runs: consecutive rows of one slot at consecutive positions (a prefill chunk, or one
@@ -64,17 +69,18 @@ extension CPUBackend {
         let scratch = scratchFloats(perChunk * chunks)
         let scale = 1 / Float(hs).squareRoot()
         runs.withUnsafeBufferPointer { runs in
-            let dims = (C, NH, hs, capacity, bs, tasks, chunks, perChunk, scale)
+            let dims = (C, NH, hs, capacity, bs, tasks, chunks, perChunk, scale, W, group, KVH)
             Parallel.forEach(chunks, (out, qkv, kc, vc, slot, pos, scratch, runs, dims)) { ctx, chunk in
                 let (out, qkv, kc, vc, slot, pos, scratch, runs, dims) = ctx
-                let (C, NH, hs, capacity, bs, tasks, chunks, perChunk, scale) = dims
+                let (C, NH, hs, capacity, bs, tasks, chunks, perChunk, scale, W, group, KVH) = dims
                 let S = scratch + chunk * perChunk
                 for task in (tasks * chunk / chunks)..<(tasks * (chunk + 1) / chunks) {
                     let run = runs[task / NH], h = task % NH
                     let s = Int(slot[run.start]), p0 = Int(pos[run.start])
-                    let K = kc + (s * NH + h) * capacity * hs, V = vc + (s * NH + h) * capacity * hs
+                    let g = h / group
+                    let K = kc + (s * KVH + g) * capacity * hs, V = vc + (s * KVH + g) * capacity * hs
                     if run.count == 1 {
-                        decodeAttentionRow(out: out + run.start * C + h * hs, q: qkv + run.start * 3 * C + h * hs,
+                        decodeAttentionRow(out: out + run.start * C + h * hs, q: qkv + run.start * W + h * hs,
                                            K: K, V: V, length: p0 + 1, hs: hs, scale: scale, scores: S)
                         continue
                     }
@@ -83,7 +89,7 @@ extension CPUBackend {
                         let r1 = min(run.count, r0 + bs), m = r1 - r0
                         let keysSeen = p0 + r1
                         sgemm(transA: false, transB: true, m: m, n: keysSeen, k: hs, alpha: scale,
-                              a: qkv + (run.start + r0) * 3 * C + h * hs, lda: 3 * C, b: K, ldb: hs, beta: 0,
+                              a: qkv + (run.start + r0) * W + h * hs, lda: W, b: K, ldb: hs, beta: 0,
                               c: S, ldc: capacity)
                         for i in r0..<r1 {
                             _ = softmaxRowInPlace(S + (i - r0) * capacity, valid: p0 + i + 1, total: keysSeen)

@@ -2,9 +2,13 @@
 // Legend: B batch, T time, C channels.
 
 extension CPUBackend {
-    public func encoderForward(out: FloatBuffer, tokens: TokenBuffer, wte: FloatBuffer, wpe: FloatBuffer,
+    public func encoderForward(out: FloatBuffer, tokens: TokenBuffer, wte: FloatBuffer, wpe: FloatBuffer?,
                                B: Int, T: Int, C: Int) {
-        let out = out.pointer, tok = tokens.pointer, wte = wte.pointer, wpe = wpe.pointer  // (B,T,C) (B,T) (Vp,C) (maxT,C)
+        let out = out.pointer, tok = tokens.pointer, wte = wte.pointer  // (B,T,C) (B,T) (Vp,C)
+        guard let wpe = wpe?.pointer else {  // rotary positions: the token embedding alone
+            for bt in 0..<(B * T) { (out + bt * C).update(from: wte + Int(tok[bt]) * C, count: C) }
+            return
+        }
         Parallel.forEachRange(B * T, chunks: Parallel.chunkCount(B * T, minItemsPerChunk: 64), (out, tok, wte, wpe, T, C)) { ctx, rows in
             let (out, tok, wte, wpe, T, C) = ctx
             for bt in rows {
@@ -19,11 +23,11 @@ extension CPUBackend {
         }
     }
 
-    public func encoderBackward(dwte: FloatBuffer, dwpe: FloatBuffer, dout: FloatBuffer, tokens: TokenBuffer,
+    public func encoderBackward(dwte: FloatBuffer, dwpe: FloatBuffer?, dout: FloatBuffer, tokens: TokenBuffer,
                                 B: Int, T: Int, C: Int) {
         // Each chunk owns a slice of channels and walks every token in order: no two chunks write
         // the same gradient element, and the summation order never depends on the core count.
-        let dwte = dwte.pointer, dwpe = dwpe.pointer, dout = dout.pointer, tok = tokens.pointer
+        let dwte = dwte.pointer, dwpe = dwpe?.pointer, dout = dout.pointer, tok = tokens.pointer
         let width = 16
         let slices = (C + width - 1) / width
         Parallel.forEach(slices, (dwte, dwpe, dout, tok, B, T, C, width)) { ctx, s in
@@ -34,10 +38,10 @@ extension CPUBackend {
                 let t = bt % T
                 let d = dout + bt * C
                 let e = dwte + Int(tok[bt]) * C
-                let p = dwpe + t * C
-                for c in c0..<c1 {
-                    e[c] += d[c]
-                    p[c] += d[c]
+                for c in c0..<c1 { e[c] += d[c] }
+                if let dwpe {
+                    let p = dwpe + t * C
+                    for c in c0..<c1 { p[c] += d[c] }
                 }
             }
         }

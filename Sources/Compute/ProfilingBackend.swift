@@ -39,10 +39,10 @@ public final class ProfilingBackend: Backend, @unchecked Sendable {
     public func zero(_ buffer: FloatBuffer) { time("zero") { inner.zero(buffer) } }
     public func copy(from source: FloatBuffer, to destination: FloatBuffer) { time("copy") { inner.copy(from: source, to: destination) } }
 
-    public func encoderForward(out: FloatBuffer, tokens: TokenBuffer, wte: FloatBuffer, wpe: FloatBuffer, B: Int, T: Int, C: Int) {
+    public func encoderForward(out: FloatBuffer, tokens: TokenBuffer, wte: FloatBuffer, wpe: FloatBuffer?, B: Int, T: Int, C: Int) {
         time("encoder fwd") { inner.encoderForward(out: out, tokens: tokens, wte: wte, wpe: wpe, B: B, T: T, C: C) }
     }
-    public func encoderBackward(dwte: FloatBuffer, dwpe: FloatBuffer, dout: FloatBuffer, tokens: TokenBuffer, B: Int, T: Int, C: Int) {
+    public func encoderBackward(dwte: FloatBuffer, dwpe: FloatBuffer?, dout: FloatBuffer, tokens: TokenBuffer, B: Int, T: Int, C: Int) {
         time("encoder bwd") { inner.encoderBackward(dwte: dwte, dwpe: dwpe, dout: dout, tokens: tokens, B: B, T: T, C: C) }
     }
     public func layerNormForward(out: FloatBuffer, mean: FloatBuffer, rstd: FloatBuffer, input: FloatBuffer, weight: FloatBuffer,
@@ -65,12 +65,37 @@ public final class ProfilingBackend: Backend, @unchecked Sendable {
             inner.matmulBackward(dinput: dinput, dweight: dweight, dbias: dbias, dout: dout, input: input, weight: weight, N: N, C: C, OC: OC)
         }
     }
-    public func attentionForward(out: FloatBuffer, lse: FloatBuffer, qkv: FloatBuffer, B: Int, T: Int, C: Int, NH: Int, dropout: DropoutSpec?) {
-        time("attention fwd") { inner.attentionForward(out: out, lse: lse, qkv: qkv, B: B, T: T, C: C, NH: NH, dropout: dropout) }
+    public func attentionForward(out: FloatBuffer, lse: FloatBuffer, qkv: FloatBuffer, B: Int, T: Int, C: Int, NH: Int, KVH: Int,
+                                 dropout: DropoutSpec?) {
+        time("attention fwd") { inner.attentionForward(out: out, lse: lse, qkv: qkv, B: B, T: T, C: C, NH: NH, KVH: KVH, dropout: dropout) }
     }
     public func attentionBackward(dqkv: FloatBuffer, dout: FloatBuffer, lse: FloatBuffer, qkv: FloatBuffer, B: Int, T: Int, C: Int, NH: Int,
-                                  dropout: DropoutSpec?) {
-        time("attention bwd") { inner.attentionBackward(dqkv: dqkv, dout: dout, lse: lse, qkv: qkv, B: B, T: T, C: C, NH: NH, dropout: dropout) }
+                                  KVH: Int, dropout: DropoutSpec?) {
+        time("attention bwd") {
+            inner.attentionBackward(dqkv: dqkv, dout: dout, lse: lse, qkv: qkv, B: B, T: T, C: C, NH: NH, KVH: KVH, dropout: dropout)
+        }
+    }
+    public func rmsNormForward(out: FloatBuffer, rstd: FloatBuffer, input: FloatBuffer, weight: FloatBuffer, N: Int, C: Int, epsilon: Float) {
+        time("rmsnorm fwd") { inner.rmsNormForward(out: out, rstd: rstd, input: input, weight: weight, N: N, C: C, epsilon: epsilon) }
+    }
+    public func rmsNormBackward(dinput: FloatBuffer, dweight: FloatBuffer, dout: FloatBuffer, input: FloatBuffer, weight: FloatBuffer,
+                                rstd: FloatBuffer, N: Int, C: Int) {
+        time("rmsnorm bwd") {
+            inner.rmsNormBackward(dinput: dinput, dweight: dweight, dout: dout, input: input, weight: weight, rstd: rstd, N: N, C: C)
+        }
+    }
+    public func rotaryEmbedding(_ qkv: FloatBuffer, positions: TokenBuffer?, N: Int, T: Int, heads: Int, kvHeads: Int, headSize: Int,
+                                theta: Float, inverse: Bool) {
+        time(inverse ? "rotary bwd" : "rotary fwd") {
+            inner.rotaryEmbedding(qkv, positions: positions, N: N, T: T, heads: heads, kvHeads: kvHeads, headSize: headSize,
+                                  theta: theta, inverse: inverse)
+        }
+    }
+    public func swigluForward(out: FloatBuffer, input: FloatBuffer, N: Int, H: Int) {
+        time("swiglu fwd") { inner.swigluForward(out: out, input: input, N: N, H: H) }
+    }
+    public func swigluBackward(dinput: FloatBuffer, input: FloatBuffer, dout: FloatBuffer, N: Int, H: Int) {
+        time("swiglu bwd") { inner.swigluBackward(dinput: dinput, input: input, dout: dout, N: N, H: H) }
     }
     public func geluForward(out: FloatBuffer, input: FloatBuffer, count: Int) { time("gelu fwd") { inner.geluForward(out: out, input: input, count: count) } }
     public func geluBackward(dinput: FloatBuffer, input: FloatBuffer, dout: FloatBuffer, count: Int) {
@@ -90,15 +115,15 @@ public final class ProfilingBackend: Backend, @unchecked Sendable {
     }
     public func synchronize() { inner.synchronize() }
 
-    public func embedForward(out: FloatBuffer, tokens: TokenBuffer, positions: TokenBuffer, wte: FloatBuffer, wpe: FloatBuffer,
+    public func embedForward(out: FloatBuffer, tokens: TokenBuffer, positions: TokenBuffer, wte: FloatBuffer, wpe: FloatBuffer?,
                              N: Int, C: Int) {
         time("embed fwd") { inner.embedForward(out: out, tokens: tokens, positions: positions, wte: wte, wpe: wpe, N: N, C: C) }
     }
     public func cachedAttentionForward(out: FloatBuffer, qkv: FloatBuffer, keys: FloatBuffer, values: FloatBuffer, slots: TokenBuffer,
-                                       positions: TokenBuffer, N: Int, C: Int, NH: Int, capacity: Int) {
+                                       positions: TokenBuffer, N: Int, C: Int, NH: Int, KVH: Int, capacity: Int) {
         time("cached attention") {
             inner.cachedAttentionForward(out: out, qkv: qkv, keys: keys, values: values, slots: slots, positions: positions,
-                                         N: N, C: C, NH: NH, capacity: capacity)
+                                         N: N, C: C, NH: NH, KVH: KVH, capacity: capacity)
         }
     }
     public func copyCacheSlot(keys: FloatBuffer, values: FloatBuffer, from source: Int, to destination: Int, length: Int, NH: Int,

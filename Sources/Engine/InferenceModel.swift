@@ -51,7 +51,7 @@ public final class InferenceModel: @unchecked Sendable {
     public let rowsPerPass: Int
     public let weightFormat: WeightFormat
 
-    private let keys: FloatBuffer      // (L, S, NH, capacity, hs)
+    private let keys: FloatBuffer      // (L, S, KVH, capacity, hs)
     private let values: FloatBuffer
     private let work: Arena
     private let tokenIds: TokenBuffer
@@ -87,16 +87,16 @@ public final class InferenceModel: @unchecked Sendable {
         self.rowsPerPass = min(rowsPerPass, slots * capacity)
         self.weightFormat = weightFormat
         let C = config.width, L = config.layers
-        let cacheCount = L * slots * capacity * C
+        let cacheCount = L * slots * capacity * config.kvWidth
         keys = try backend.allocate(cacheCount)
         values = try backend.allocate(cacheCount)
         let R = self.rowsPerPass
         work = try Arena(backend: backend, entries: [
             ArenaEntry(name: "x", shape: [R, C]), ArenaEntry(name: "ln", shape: [R, C]),
             ArenaEntry(name: "mean", shape: [R]), ArenaEntry(name: "rstd", shape: [R]),
-            ArenaEntry(name: "qkv", shape: [R, 3 * C]), ArenaEntry(name: "atty", shape: [R, C]),
-            ArenaEntry(name: "proj", shape: [R, C]), ArenaEntry(name: "fc", shape: [R, 4 * C]),
-            ArenaEntry(name: "fc_gelu", shape: [R, 4 * C]), ArenaEntry(name: "last", shape: [slots, C]),
+            ArenaEntry(name: "qkv", shape: [R, config.qkvWidth]), ArenaEntry(name: "atty", shape: [R, C]),
+            ArenaEntry(name: "proj", shape: [R, C]), ArenaEntry(name: "fc", shape: [R, config.feedForwardInputWidth]),
+            ArenaEntry(name: "fc_gelu", shape: [R, config.hiddenWidth]), ArenaEntry(name: "last", shape: [slots, C]),
             ArenaEntry(name: "last_ln", shape: [slots, C]), ArenaEntry(name: "last_mean", shape: [slots]),
             ArenaEntry(name: "last_rstd", shape: [slots]), ArenaEntry(name: "logits", shape: [slots, config.paddedVocabSize]),
         ])
@@ -118,11 +118,11 @@ public final class InferenceModel: @unchecked Sendable {
 
     /// Indices (in the parameter table) of the matrices that int8 mode replaces, with their shapes.
     private var matrixEntries: [(index: Int, rows: Int, cols: Int)] {
-        let C = config.width
-        var list: [(Int, Int, Int)] = [(0, config.paddedVocabSize, C)]
-        for l in 0..<config.layers {
-            let p = GPTLayout.layerBase(l)
-            list += [(p + 2, 3 * C, C), (p + 4, C, C), (p + 8, 4 * C, C), (p + 10, C, 4 * C)]
+        let C = config.width, ix = model.index
+        var list: [(Int, Int, Int)] = [(ix.head, config.paddedVocabSize, C)]
+        for p in ix.layers {
+            list += [(p.qkvWeight, config.qkvWidth, C), (p.projWeight, C, C), (p.fcWeight, config.feedForwardInputWidth, C),
+                     (p.fcProjWeight, C, config.hiddenWidth)]
         }
         return list
     }
@@ -150,7 +150,10 @@ public final class InferenceModel: @unchecked Sendable {
     public var weightBytesPerStep: Int {
         let matrixFloats = matrixEntries.reduce(0) { $0 + $1.rows * $1.cols }
         let allFloats = model.parameters.entries.reduce(0) { $0 + $1.count }
-        let other = allFloats - matrixFloats - config.contextLength * config.width  // wpe: one row per token
+        // Embedding tables are read one row per token, not whole.
+        var tables = model.index.positionEmbedding == nil ? 0 : config.contextLength * config.width
+        if !config.tiedEmbeddings { tables += config.paddedVocabSize * config.width }
+        let other = allFloats - matrixFloats - tables
         return (weightFormat == .int8 ? matrixFloats : 4 * matrixFloats) + 4 * other
     }
 
@@ -165,22 +168,35 @@ public final class InferenceModel: @unchecked Sendable {
         }
     }
 
-    /// Final layer norm and the (tied) vocabulary head: logits (N, Vp) from hidden states (N, C).
+    /// Layer norm or RMSNorm of N rows (by the configuration).
+    @inline(__always)
+    private func norm(out: FloatBuffer, mean: FloatBuffer, rstd: FloatBuffer, input: FloatBuffer, weight: Int, bias: Int?, N: Int) {
+        let par = model.parameters
+        switch config.norm {
+        case .layernorm:
+            backend.layerNormForward(out: out, mean: mean, rstd: rstd, input: input, weight: par[weight], bias: par[bias!],
+                                     N: N, C: config.width)
+        case .rmsnorm:
+            backend.rmsNormForward(out: out, rstd: rstd, input: input, weight: par[weight], N: N, C: config.width,
+                                   epsilon: config.normEpsilon)
+        }
+    }
+
+    /// Final norm and the vocabulary head: logits (N, Vp) from hidden states (N, C).
     private func head(out: FloatBuffer, hidden: FloatBuffer, ln: FloatBuffer, mean: FloatBuffer, rstd: FloatBuffer, N: Int) {
-        let C = config.width, L = config.layers
-        backend.layerNormForward(out: ln, mean: mean, rstd: rstd, input: hidden,
-                                 weight: model.parameters[2 + 12 * L], bias: model.parameters[3 + 12 * L], N: N, C: C)
-        linear(out: out, input: ln, weight: 0, bias: nil, N: N, C: C, OC: config.paddedVocabSize)
+        let ix = model.index
+        norm(out: ln, mean: mean, rstd: rstd, input: hidden, weight: ix.finalNormWeight, bias: ix.finalNormBias, N: N)
+        linear(out: out, input: ln, weight: ix.head, bias: nil, N: N, C: config.width, OC: config.paddedVocabSize)
     }
 
     /// Copies the first `length` cached positions of one slot into another (n samples of one prompt
     /// share its prefill).
     public func copySlot(from source: Int, to destination: Int, length: Int) {
-        let C = config.width, NH = config.heads, hs = C / NH
-        let perLayer = slotCount * capacity * C
+        let perLayer = slotCount * capacity * config.kvWidth
         for l in 0..<config.layers {
             backend.copyCacheSlot(keys: keys.slice(l * perLayer, perLayer), values: values.slice(l * perLayer, perLayer),
-                                  from: source, to: destination, length: length, NH: NH, capacity: capacity, headSize: hs)
+                                  from: source, to: destination, length: length, NH: config.kvHeads, capacity: capacity,
+                                  headSize: config.headSize)
         }
     }
 
@@ -336,24 +352,34 @@ public final class InferenceModel: @unchecked Sendable {
         Array(tokens).withUnsafeBufferPointer { be.uploadTokens($0, to: tokenIds) }
         Array(rowPositions).withUnsafeBufferPointer { be.uploadTokens($0, to: positions) }
         Array(rowSlots).withUnsafeBufferPointer { be.uploadTokens($0, to: slots) }
+        let QKV = config.qkvWidth, F = config.feedForwardInputWidth, H = config.hiddenWidth, KVH = config.kvHeads
         let x = work[0].slice(0, N * C), ln = work[1].slice(0, N * C), mean = work[2], rstd = work[3]
-        let qkv = work[4].slice(0, N * 3 * C), atty = work[5].slice(0, N * C), proj = work[6].slice(0, N * C)
-        let fc = work[7].slice(0, N * 4 * C), fcGelu = work[8].slice(0, N * 4 * C)
-        be.embedForward(out: x, tokens: tokenIds, positions: positions, wte: par[0], wpe: par[1], N: N, C: C)
-        let perLayer = slotCount * capacity * C
+        let qkv = work[4].slice(0, N * QKV), atty = work[5].slice(0, N * C), proj = work[6].slice(0, N * C)
+        let fc = work[7].slice(0, N * F), fcGelu = work[8].slice(0, N * H)
+        let ix = model.index
+        be.embedForward(out: x, tokens: tokenIds, positions: positions, wte: par[ix.tokenEmbedding],
+                        wpe: ix.positionEmbedding.map { par[$0] }, N: N, C: C)
+        let perLayer = slotCount * capacity * config.kvWidth
         for l in 0..<L {
-            let p = GPTLayout.layerBase(l)
-            be.layerNormForward(out: ln, mean: mean, rstd: rstd, input: x, weight: par[p], bias: par[p + 1], N: N, C: C)
-            linear(out: qkv, input: ln, weight: p + 2, bias: p + 3, N: N, C: C, OC: 3 * C)
+            let p = ix.layers[l]
+            norm(out: ln, mean: mean, rstd: rstd, input: x, weight: p.norm1Weight, bias: p.norm1Bias, N: N)
+            linear(out: qkv, input: ln, weight: p.qkvWeight, bias: p.qkvBias, N: N, C: C, OC: QKV)
+            if config.positionEncoding == .rope {
+                be.rotaryEmbedding(qkv, positions: positions, N: N, T: capacity, heads: NH, kvHeads: KVH, headSize: config.headSize,
+                                   theta: config.ropeTheta, inverse: false)
+            }
             be.cachedAttentionForward(out: atty, qkv: qkv, keys: keys.slice(l * perLayer, perLayer),
                                       values: values.slice(l * perLayer, perLayer), slots: slots, positions: positions,
-                                      N: N, C: C, NH: NH, capacity: capacity)
-            linear(out: proj, input: atty, weight: p + 4, bias: p + 5, N: N, C: C, OC: C)
+                                      N: N, C: C, NH: NH, KVH: KVH, capacity: capacity)
+            linear(out: proj, input: atty, weight: p.projWeight, bias: p.projBias, N: N, C: C, OC: C)
             be.residualForward(out: x, a: x, b: proj, count: N * C)
-            be.layerNormForward(out: ln, mean: mean, rstd: rstd, input: x, weight: par[p + 6], bias: par[p + 7], N: N, C: C)
-            linear(out: fc, input: ln, weight: p + 8, bias: p + 9, N: N, C: C, OC: 4 * C)
-            be.geluForward(out: fcGelu, input: fc, count: N * 4 * C)
-            linear(out: proj, input: fcGelu, weight: p + 10, bias: p + 11, N: N, C: 4 * C, OC: C)
+            norm(out: ln, mean: mean, rstd: rstd, input: x, weight: p.norm2Weight, bias: p.norm2Bias, N: N)
+            linear(out: fc, input: ln, weight: p.fcWeight, bias: p.fcBias, N: N, C: C, OC: F)
+            switch config.feedForward {
+            case .gelu: be.geluForward(out: fcGelu, input: fc, count: N * H)
+            case .swiglu: be.swigluForward(out: fcGelu, input: fc, N: N, H: H)
+            }
+            linear(out: proj, input: fcGelu, weight: p.fcProjWeight, bias: p.fcProjBias, N: N, C: H, OC: C)
             be.residualForward(out: x, a: x, b: proj, count: N * C)
         }
         // Keep the hidden state of rows whose logits were asked for.

@@ -8,6 +8,8 @@ import Compute
 public final class GPT: @unchecked Sendable {
     public let config: GPTConfig
     public let backend: any Backend
+    /// Where each parameter sits in `parameters`.
+    public let index: ParameterIndex
     /// Parameters (weights) in the order of `GPTLayout.parameterEntries`.
     public let parameters: Arena
     /// Gradients, same table as `parameters`. Allocated on first backward.
@@ -42,6 +44,7 @@ public final class GPT: @unchecked Sendable {
         self.config = config
         self.backend = backend
         self.parameters = try Arena(backend: backend, entries: GPTLayout.parameterEntries(config))
+        self.index = GPTLayout.parameterIndex(config)
     }
 
     deinit {
@@ -52,7 +55,7 @@ public final class GPT: @unchecked Sendable {
     // MARK: Initialisation
 
     /// GPT-2 initialisation: N(0, 0.02) for embeddings and matrices, N(0, 0.02/√(2L)) for the two
-    /// residual projections of every block, zeros for biases, ones for layer-norm gains. Padded
+    /// residual projections of every block, zeros for biases, ones for norm gains. Padded
     /// vocabulary rows stay zero. Deterministic for a seed on every machine.
     public func initialize(seed: UInt64) {
         var rng = SeededRandom(seed: seed)
@@ -65,7 +68,7 @@ public final class GPT: @unchecked Sendable {
                 for j in 0..<n { host[j] = 1 }
             } else if entry.shape.count == 2 {
                 let std: Float = entry.name.hasSuffix("c_proj.weight") ? residualStd : 0.02
-                let rows = entry.name == "wte.weight" ? config.vocabSize : entry.shape[0]
+                let rows = entry.name == "wte.weight" || entry.name == "lm_head.weight" ? config.vocabSize : entry.shape[0]
                 for j in 0..<(rows * entry.shape[1]) { host[j] = rng.nextNormal() * std }
             }
             host.withUnsafeBufferPointer { backend.upload($0, to: parameters[i]) }
@@ -175,28 +178,36 @@ public final class GPT: @unchecked Sendable {
         let drop = dropoutSeed.map { DropoutSpec(probability: config.dropout, seed: $0) }
 
         let encoded = acts[0]
-        be.encoderForward(out: encoded, tokens: inputs!, wte: par[0], wpe: par[1], B: B, T: T, C: C)
+        let ix = index, KVH = config.kvHeads, QKV = config.qkvWidth, F = config.feedForwardInputWidth, H = config.hiddenWidth
+        be.encoderForward(out: encoded, tokens: inputs!, wte: par[ix.tokenEmbedding], wpe: ix.positionEmbedding.map { par[$0] },
+                          B: B, T: T, C: C)
         if let drop, drop.isActive { be.dropoutForward(encoded, count: N * C, dropout: site(drop, 0)) }
         let proj = acts[1 + 13 * L]
         var residual = encoded
         for l in 0..<L {
-            let p = GPTLayout.layerBase(l), a = GPTLayout.activationLayerBase(l)
+            let p = ix.layers[l], a = GPTLayout.activationLayerBase(l)
             let ln1 = acts[a], ln1Mean = acts[a + 1], ln1Rstd = acts[a + 2], qkv = acts[a + 3], atty = acts[a + 4]
             let lse = acts[a + 5], residual2 = acts[a + 6], ln2 = acts[a + 7], ln2Mean = acts[a + 8]
             let ln2Rstd = acts[a + 9], fch = acts[a + 10], fchGelu = acts[a + 11], residual3 = acts[a + 12]
-            be.layerNormForward(out: ln1, mean: ln1Mean, rstd: ln1Rstd, input: residual,
-                                weight: par[p], bias: par[p + 1], N: N, C: C)
-            be.matmulForward(out: qkv, input: ln1, weight: par[p + 2], bias: par[p + 3], N: N, C: C, OC: 3 * C)
-            be.attentionForward(out: atty, lse: lse, qkv: qkv, B: B, T: T, C: C, NH: NH,
+            normForward(out: ln1, mean: ln1Mean, rstd: ln1Rstd, input: residual, weight: p.norm1Weight, bias: p.norm1Bias, N: N)
+            be.matmulForward(out: qkv, input: ln1, weight: par[p.qkvWeight], bias: p.qkvBias.map { par[$0] }, N: N, C: C, OC: QKV)
+            if config.positionEncoding == .rope {
+                be.rotaryEmbedding(qkv, positions: nil, N: N, T: T, heads: NH, kvHeads: KVH, headSize: config.headSize,
+                                   theta: config.ropeTheta, inverse: false)
+            }
+            be.attentionForward(out: atty, lse: lse, qkv: qkv, B: B, T: T, C: C, NH: NH, KVH: KVH,
                                 dropout: drop.map { site($0, 1 + 3 * l) })
-            be.matmulForward(out: proj, input: atty, weight: par[p + 4], bias: par[p + 5], N: N, C: C, OC: C)
+            be.matmulForward(out: proj, input: atty, weight: par[p.projWeight], bias: p.projBias.map { par[$0] }, N: N, C: C, OC: C)
             if let drop, drop.isActive { be.dropoutForward(proj, count: N * C, dropout: site(drop, 2 + 3 * l)) }
             be.residualForward(out: residual2, a: residual, b: proj, count: N * C)
-            be.layerNormForward(out: ln2, mean: ln2Mean, rstd: ln2Rstd, input: residual2,
-                                weight: par[p + 6], bias: par[p + 7], N: N, C: C)
-            be.matmulForward(out: fch, input: ln2, weight: par[p + 8], bias: par[p + 9], N: N, C: C, OC: 4 * C)
-            be.geluForward(out: fchGelu, input: fch, count: N * 4 * C)
-            be.matmulForward(out: proj, input: fchGelu, weight: par[p + 10], bias: par[p + 11], N: N, C: 4 * C, OC: C)
+            normForward(out: ln2, mean: ln2Mean, rstd: ln2Rstd, input: residual2, weight: p.norm2Weight, bias: p.norm2Bias, N: N)
+            be.matmulForward(out: fch, input: ln2, weight: par[p.fcWeight], bias: p.fcBias.map { par[$0] }, N: N, C: C, OC: F)
+            switch config.feedForward {
+            case .gelu: be.geluForward(out: fchGelu, input: fch, count: N * H)
+            case .swiglu: be.swigluForward(out: fchGelu, input: fch, N: N, H: H)
+            }
+            be.matmulForward(out: proj, input: fchGelu, weight: par[p.fcProjWeight], bias: p.fcProjBias.map { par[$0] },
+                             N: N, C: H, OC: C)
             if let drop, drop.isActive { be.dropoutForward(proj, count: N * C, dropout: site(drop, 3 + 3 * l)) }
             be.residualForward(out: residual3, a: residual2, b: proj, count: N * C)
             residual = residual3
@@ -204,9 +215,8 @@ public final class GPT: @unchecked Sendable {
         let f = 2 + 13 * L
         let lnf = acts[f], lnfMean = acts[f + 1], lnfRstd = acts[f + 2], logits = acts[f + 3]
         let losses = acts[f + 4], weightBuffer = acts[f + 5]
-        let lnfW = par[2 + 12 * L], lnfB = par[3 + 12 * L]
-        be.layerNormForward(out: lnf, mean: lnfMean, rstd: lnfRstd, input: residual, weight: lnfW, bias: lnfB, N: N, C: C)
-        be.matmulForward(out: logits, input: lnf, weight: par[0], bias: nil, N: N, C: C, OC: Vp)
+        normForward(out: lnf, mean: lnfMean, rstd: lnfRstd, input: residual, weight: ix.finalNormWeight, bias: ix.finalNormBias, N: N)
+        be.matmulForward(out: logits, input: lnf, weight: par[ix.head], bias: nil, N: N, C: C, OC: Vp)
         lastDropoutSeed = dropoutSeed
         lastForwardHadGradient = false
         guard let targetIds else { return .nan }
@@ -225,6 +235,34 @@ public final class GPT: @unchecked Sendable {
             }
             for i in 0..<N { total += Double(host[i]) }
             return Float(total / Double(N))
+        }
+    }
+
+    /// Layer norm or RMSNorm (by the configuration) of N rows; `weight`/`bias` index the parameters.
+    @inline(__always)
+    private func normForward(out: FloatBuffer, mean: FloatBuffer, rstd: FloatBuffer, input: FloatBuffer, weight: Int, bias: Int?, N: Int) {
+        let par = parameters
+        switch config.norm {
+        case .layernorm:
+            backend.layerNormForward(out: out, mean: mean, rstd: rstd, input: input, weight: par[weight], bias: par[bias!],
+                                     N: N, C: config.width)
+        case .rmsnorm:
+            backend.rmsNormForward(out: out, rstd: rstd, input: input, weight: par[weight], N: N, C: config.width,
+                                   epsilon: config.normEpsilon)
+        }
+    }
+
+    @inline(__always)
+    private func normBackward(dinput: FloatBuffer, dout: FloatBuffer, input: FloatBuffer, mean: FloatBuffer, rstd: FloatBuffer,
+                              weight: Int, bias: Int?, gradients grads: Arena, N: Int) {
+        let par = parameters
+        switch config.norm {
+        case .layernorm:
+            backend.layerNormBackward(dinput: dinput, dweight: grads[weight], dbias: grads[bias!], dout: dout, input: input,
+                                      weight: par[weight], mean: mean, rstd: rstd, N: N, C: config.width)
+        case .rmsnorm:
+            backend.rmsNormBackward(dinput: dinput, dweight: grads[weight], dout: dout, input: input, weight: par[weight],
+                                    rstd: rstd, N: N, C: config.width)
         }
     }
 
@@ -296,23 +334,24 @@ public final class GPT: @unchecked Sendable {
         let dresidual = scr[0], dproj = scr[1], dln = scr[2], datty = scr[3], dqkv = scr[4]
         let dfchGelu = scr[5], dfch = scr[6]
 
+        let ix = index, KVH = config.kvHeads, QKV = config.qkvWidth, F = config.feedForwardInputWidth, H = config.hiddenWidth
         let f = 2 + 13 * L
         let lnf = acts[f], lnfMean = acts[f + 1], lnfRstd = acts[f + 2], dlogits = acts[f + 3]
         be.zero(dln)
         be.zero(dresidual)
-        be.matmulBackward(dinput: dln, dweight: grads[0], dbias: nil, dout: dlogits, input: lnf, weight: par[0],
+        be.matmulBackward(dinput: dln, dweight: grads[ix.head], dbias: nil, dout: dlogits, input: lnf, weight: par[ix.head],
                           N: N, C: C, OC: Vp)
         let lastResidual = L > 0 ? acts[GPTLayout.activationLayerBase(L - 1) + 12] : acts[0]
-        be.layerNormBackward(dinput: dresidual, dweight: grads[2 + 12 * L], dbias: grads[3 + 12 * L], dout: dln,
-                             input: lastResidual, weight: par[2 + 12 * L], mean: lnfMean, rstd: lnfRstd, N: N, C: C)
+        normBackward(dinput: dresidual, dout: dln, input: lastResidual, mean: lnfMean, rstd: lnfRstd,
+                     weight: ix.finalNormWeight, bias: ix.finalNormBias, gradients: grads, N: N)
         for l in stride(from: L - 1, through: 0, by: -1) {
-            let p = GPTLayout.layerBase(l), a = GPTLayout.activationLayerBase(l)
+            let p = ix.layers[l], a = GPTLayout.activationLayerBase(l)
             let residual = l == 0 ? acts[0] : acts[GPTLayout.activationLayerBase(l - 1) + 12]
             let ln1 = acts[a], ln1Mean = acts[a + 1], ln1Rstd = acts[a + 2], qkv = acts[a + 3], atty = acts[a + 4]
             let lse = acts[a + 5], residual2 = acts[a + 6], ln2 = acts[a + 7], ln2Mean = acts[a + 8]
             let ln2Rstd = acts[a + 9], fch = acts[a + 10], fchGelu = acts[a + 11]
 
-            // MLP branch: residual3 = residual2 + dropout(fcproj(gelu(fc(ln2(residual2)))))
+            // MLP branch: residual3 = residual2 + dropout(fcproj(act(fc(norm2(residual2)))))
             var branch = dresidual
             if let drop, drop.isActive {
                 be.copy(from: dresidual, to: dproj)
@@ -320,17 +359,20 @@ public final class GPT: @unchecked Sendable {
                 branch = dproj
             }
             be.zero(dfchGelu)
-            be.matmulBackward(dinput: dfchGelu, dweight: grads[p + 10], dbias: grads[p + 11], dout: branch,
-                              input: fchGelu, weight: par[p + 10], N: N, C: 4 * C, OC: C)
+            be.matmulBackward(dinput: dfchGelu, dweight: grads[p.fcProjWeight], dbias: p.fcProjBias.map { grads[$0] }, dout: branch,
+                              input: fchGelu, weight: par[p.fcProjWeight], N: N, C: H, OC: C)
             be.zero(dfch)
-            be.geluBackward(dinput: dfch, input: fch, dout: dfchGelu, count: N * 4 * C)
+            switch config.feedForward {
+            case .gelu: be.geluBackward(dinput: dfch, input: fch, dout: dfchGelu, count: N * H)
+            case .swiglu: be.swigluBackward(dinput: dfch, input: fch, dout: dfchGelu, N: N, H: H)
+            }
             be.zero(dln)
-            be.matmulBackward(dinput: dln, dweight: grads[p + 8], dbias: grads[p + 9], dout: dfch,
-                              input: ln2, weight: par[p + 8], N: N, C: C, OC: 4 * C)
-            be.layerNormBackward(dinput: dresidual, dweight: grads[p + 6], dbias: grads[p + 7], dout: dln,
-                                 input: residual2, weight: par[p + 6], mean: ln2Mean, rstd: ln2Rstd, N: N, C: C)
+            be.matmulBackward(dinput: dln, dweight: grads[p.fcWeight], dbias: p.fcBias.map { grads[$0] }, dout: dfch,
+                              input: ln2, weight: par[p.fcWeight], N: N, C: C, OC: F)
+            normBackward(dinput: dresidual, dout: dln, input: residual2, mean: ln2Mean, rstd: ln2Rstd,
+                         weight: p.norm2Weight, bias: p.norm2Bias, gradients: grads, N: N)
 
-            // Attention branch: residual2 = residual + dropout(attproj(attention(qkv(ln1(residual)))))
+            // Attention branch: residual2 = residual + dropout(attproj(attention(rope(qkv(norm1(residual))))))
             branch = dresidual
             if let drop, drop.isActive {
                 be.copy(from: dresidual, to: dproj)
@@ -338,19 +380,25 @@ public final class GPT: @unchecked Sendable {
                 branch = dproj
             }
             be.zero(datty)
-            be.matmulBackward(dinput: datty, dweight: grads[p + 4], dbias: grads[p + 5], dout: branch,
-                              input: atty, weight: par[p + 4], N: N, C: C, OC: C)
+            be.matmulBackward(dinput: datty, dweight: grads[p.projWeight], dbias: p.projBias.map { grads[$0] }, dout: branch,
+                              input: atty, weight: par[p.projWeight], N: N, C: C, OC: C)
             be.zero(dqkv)
-            be.attentionBackward(dqkv: dqkv, dout: datty, lse: lse, qkv: qkv, B: B, T: T, C: C, NH: NH,
+            be.attentionBackward(dqkv: dqkv, dout: datty, lse: lse, qkv: qkv, B: B, T: T, C: C, NH: NH, KVH: KVH,
                                  dropout: drop.map { site($0, 1 + 3 * l) })
+            if config.positionEncoding == .rope {
+                // The rotation is orthogonal: its backward is the rotation by the opposite angle.
+                be.rotaryEmbedding(dqkv, positions: nil, N: N, T: T, heads: NH, kvHeads: KVH, headSize: config.headSize,
+                                   theta: config.ropeTheta, inverse: true)
+            }
             be.zero(dln)
-            be.matmulBackward(dinput: dln, dweight: grads[p + 2], dbias: grads[p + 3], dout: dqkv,
-                              input: ln1, weight: par[p + 2], N: N, C: C, OC: 3 * C)
-            be.layerNormBackward(dinput: dresidual, dweight: grads[p], dbias: grads[p + 1], dout: dln,
-                                 input: residual, weight: par[p], mean: ln1Mean, rstd: ln1Rstd, N: N, C: C)
+            be.matmulBackward(dinput: dln, dweight: grads[p.qkvWeight], dbias: p.qkvBias.map { grads[$0] }, dout: dqkv,
+                              input: ln1, weight: par[p.qkvWeight], N: N, C: C, OC: QKV)
+            normBackward(dinput: dresidual, dout: dln, input: residual, mean: ln1Mean, rstd: ln1Rstd,
+                         weight: p.norm1Weight, bias: p.norm1Bias, gradients: grads, N: N)
         }
         if let drop, drop.isActive { be.dropoutBackward(dresidual, count: N * C, dropout: site(drop, 0)) }
-        be.encoderBackward(dwte: grads[0], dwpe: grads[1], dout: dresidual, tokens: inputs!, B: B, T: T, C: C)
+        be.encoderBackward(dwte: grads[ix.tokenEmbedding], dwpe: ix.positionEmbedding.map { grads[$0] }, dout: dresidual,
+                           tokens: inputs!, B: B, T: T, C: C)
     }
 
     // MARK: Optimiser

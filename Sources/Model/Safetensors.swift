@@ -26,10 +26,11 @@ public struct SafetensorsFile: Sendable {
     private let data: Data
     private let dataStart: Int
 
-    /// Reads and validates a file; every problem becomes a `ModelError.badFile` that names it.
+    /// Maps (reads lazily) and validates a file; every problem becomes a `ModelError.badFile` that
+    /// names it.
     public init(path: String) throws {
         let data: Data
-        do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
+        do { data = try Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped) } catch {
             throw ModelError.badFile(path: path, reason: "the file could not be opened (\(error))")
         }
         try self.init(data: data, path: path)
