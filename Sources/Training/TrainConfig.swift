@@ -1,6 +1,8 @@
 // Every hyper-parameter of a training run, as flags and as a JSON file (flags override the file).
 // Stored in state.json of every checkpoint.
 
+import Model
+
 public struct TrainConfig: Codable, Sendable, Equatable {
     // Model
     public var layers = 4
@@ -8,6 +10,15 @@ public struct TrainConfig: Codable, Sendable, Equatable {
     public var width = 128
     public var context = 64
     public var dropout: Float = 0
+    /// gpt2 (learned positions, layer norm, GELU, biases, tied head) or llama (rope, RMSNorm, SwiGLU,
+    /// no biases, untied head); the options below override single choices.
+    public var arch = "gpt2"
+    public var kvHeads: Int? = nil
+    public var ffnWidth: Int? = nil
+    public var ropeTheta: Float? = nil
+    public var normEpsilon: Float? = nil
+    public var bias: Bool? = nil
+    public var tiedEmbeddings: Bool? = nil
     // Batch
     public var batchSize = 12
     public var gradAccum = 1
@@ -33,7 +44,12 @@ public struct TrainConfig: Codable, Sendable, Equatable {
     public init() {}
 
     enum CodingKeys: String, CodingKey {
-        case layers, heads, width, context, dropout, iterations, lr, warmup, decay, seed
+        case layers, heads, width, context, dropout, iterations, lr, warmup, decay, seed, arch, bias
+        case kvHeads = "kv_heads"
+        case ffnWidth = "ffn_width"
+        case ropeTheta = "rope_theta"
+        case normEpsilon = "norm_epsilon"
+        case tiedEmbeddings = "tie_embeddings"
         case batchSize = "batch_size"
         case gradAccum = "grad_accum"
         case minLR = "min_lr"
@@ -56,6 +72,13 @@ public struct TrainConfig: Codable, Sendable, Equatable {
         width = try c.decodeIfPresent(Int.self, forKey: .width) ?? d.width
         context = try c.decodeIfPresent(Int.self, forKey: .context) ?? d.context
         dropout = try c.decodeIfPresent(Float.self, forKey: .dropout) ?? d.dropout
+        arch = try c.decodeIfPresent(String.self, forKey: .arch) ?? d.arch
+        kvHeads = try c.decodeIfPresent(Int.self, forKey: .kvHeads)
+        ffnWidth = try c.decodeIfPresent(Int.self, forKey: .ffnWidth)
+        ropeTheta = try c.decodeIfPresent(Float.self, forKey: .ropeTheta)
+        normEpsilon = try c.decodeIfPresent(Float.self, forKey: .normEpsilon)
+        bias = try c.decodeIfPresent(Bool.self, forKey: .bias)
+        tiedEmbeddings = try c.decodeIfPresent(Bool.self, forKey: .tiedEmbeddings)
         batchSize = try c.decodeIfPresent(Int.self, forKey: .batchSize) ?? d.batchSize
         gradAccum = try c.decodeIfPresent(Int.self, forKey: .gradAccum) ?? d.gradAccum
         iterations = try c.decodeIfPresent(Int.self, forKey: .iterations) ?? d.iterations
@@ -88,6 +111,43 @@ public struct TrainConfig: Codable, Sendable, Equatable {
         if !(beta1 >= 0 && beta1 < 1) || !(beta2 >= 0 && beta2 < 1) { throw bad("betas must be in [0, 1)") }
         if gradClip < 0 { throw bad("grad clip \(gradClip); use 0 to disable") }
         if evalEvery < 0 || evalBatches < 0 || checkpointEvery < 0 { throw bad("eval/checkpoint intervals must not be negative") }
+    }
+
+    /// The model this configuration trains, for a tokenizer of `vocabSize` tokens.
+    public func modelConfig(vocabSize: Int) throws -> GPTConfig {
+        var m: GPTConfig
+        switch arch {
+        case "gpt2":
+            m = GPTConfig(vocabSize: vocabSize, contextLength: context, layers: layers, heads: heads, width: width, dropout: dropout,
+                          kvHeads: kvHeads, hiddenWidth: ffnWidth)
+        case "llama":
+            m = GPTConfig.llama(vocabSize: vocabSize, contextLength: context, layers: layers, heads: heads, width: width,
+                                kvHeads: kvHeads, hiddenWidth: ffnWidth, dropout: dropout)
+        default:
+            throw TrainingError.invalidSetting("architecture '\(arch)'; use gpt2 or llama")
+        }
+        if let ropeTheta { m.ropeTheta = ropeTheta }
+        if let normEpsilon { m.normEpsilon = normEpsilon }
+        if let bias { m.bias = bias }
+        if let tiedEmbeddings { m.tiedEmbeddings = tiedEmbeddings }
+        try m.validate()
+        return m
+    }
+
+    /// Takes the architecture and sizes of `model` (for --init-from): layers, heads, width, context
+    /// and every architecture option.
+    public mutating func adoptShape(of model: GPTConfig) {
+        layers = model.layers
+        heads = model.heads
+        width = model.width
+        context = model.contextLength
+        arch = model.positionEncoding == .rope || model.norm == .rmsnorm || model.feedForward == .swiglu ? "llama" : "gpt2"
+        kvHeads = model.kvHeads
+        ffnWidth = model.hiddenWidth
+        ropeTheta = model.ropeTheta
+        normEpsilon = model.normEpsilon
+        bias = model.bias
+        tiedEmbeddings = model.tiedEmbeddings
     }
 
     /// Learning rate at 0-based step `step`: linear warm-up, then cosine or linear decay to the floor.

@@ -58,9 +58,7 @@ public final class Trainer {
             throw TrainingError.badData(path: dataDirectory, reason: "token id \(bad) is outside the tokenizer's \(codec.vocabularySize); the data was prepared with another tokenizer")
         }
         let backend = CPUBackend()
-        let gptConfig = GPTConfig(vocabSize: codec.vocabularySize, contextLength: T, layers: config.layers, heads: config.heads,
-                                  width: config.width, dropout: config.dropout)
-        try gptConfig.validate()
+        let gptConfig = try config.modelConfig(vocabSize: codec.vocabularySize)
         let fm = FileManager.default
         do { try fm.createDirectory(atPath: runDirectory, withIntermediateDirectories: true) } catch {
             throw TrainingError.ioFailure(path: runDirectory, reason: "could not create the run folder")
@@ -89,14 +87,20 @@ public final class Trainer {
             model.initialize(seed: config.seed)
             if let initFrom {
                 let source = try Checkpoint.load(initFrom, backend: backend)
-                guard source.model.config.vocabSize == gptConfig.vocabSize, source.model.config.width == gptConfig.width,
-                      source.model.config.layers == gptConfig.layers, source.model.config.heads == gptConfig.heads,
-                      source.model.config.contextLength == gptConfig.contextLength
+                // Same architecture and sizes; the context may be shorter (learned positions keep their first rows).
+                var comparable = source.model.config
+                comparable.dropout = gptConfig.dropout
+                comparable.contextLength = gptConfig.contextLength
+                guard comparable == gptConfig, gptConfig.contextLength <= source.model.config.contextLength
                 else { throw TrainingError.configMismatch("--init-from \(initFrom) is \(describe(source.model.config)), this run \(describe(gptConfig))") }
                 guard sameVocabulary(source.codec, codec) else {
                     throw TrainingError.configMismatch("--init-from \(initFrom) uses another tokenizer than the data in \(dataDirectory)")
                 }
-                try model.loadTensors(into: model.parameters) { name in source.model.parameter(name)! }
+                let positions = gptConfig.contextLength * gptConfig.width
+                try model.loadTensors(into: model.parameters) { name in
+                    let values = source.model.parameter(name)!
+                    return name == "wpe.weight" ? Array(values.prefix(positions)) : values
+                }
                 log("initialised from \(source.directory)")
             }
             state = TrainState(step: 0, rng: SeededRandom(seed: config.seed), bestValLoss: nil, tokensSeen: 0,
@@ -281,7 +285,8 @@ func sameVocabulary(_ a: TextCodec, _ b: TextCodec) -> Bool {
 }
 
 func describe(_ c: GPTConfig) -> String {
-    "vocab \(c.vocabSize), \(c.layers) layers, \(c.heads) heads, width \(c.width), context \(c.contextLength)"
+    "\(c.architectureName), vocab \(c.vocabSize), \(c.layers) layers, \(c.heads) heads"
+        + (c.kvHeads != c.heads ? " (\(c.kvHeads) key/value)" : "") + ", width \(c.width), feed-forward \(c.hiddenWidth), context \(c.contextLength)"
 }
 
 func f4(_ x: Double) -> String { String(format4: x) }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Compute
+import Model
 import Training
 
 #if canImport(FoundationEssentials)
@@ -13,8 +14,8 @@ struct TrainCommand: AsyncParsableCommand {
         commandName: "train",
         abstract: "Pre-train a GPT on prepared token shards.",
         discussion: """
-            Every hyper-parameter can be a flag or a key of --config FILE.json (keys: layers, heads, \
-            width, context, dropout, batch_size, grad_accum, iterations, lr, min_lr, warmup, decay, \
+            Every hyper-parameter can be a flag or a key of --config FILE.json (keys: arch, layers, heads, \
+            kv_heads, width, ffn_width, rope_theta, norm_epsilon, bias, tie_embeddings, context, dropout, batch_size, grad_accum, iterations, lr, min_lr, warmup, decay, \
             weight_decay, beta1, beta2, grad_clip, seed, eval_every, eval_batches, checkpoint_every, \
             sample_tokens); flags override the file. Defaults are nanoGPT's CPU shakespeare_char run \
             (4 layers, 4 heads, width 128, context 64, batch 12, 2000 iterations, lr 1e-3 → 1e-4 cosine \
@@ -27,6 +28,16 @@ struct TrainCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Prepared data folder (from `swiftgpt prepare`).") var data: String
     @Option(name: .long, help: "Run folder for checkpoints and metrics.") var out: String
     @Option(name: .long, help: "JSON file of hyper-parameters.") var config: String?
+    @Option(name: .long, help: "gpt2 (learned positions, layer norm, GELU, biases, tied head) or llama (rotary positions, RMSNorm, SwiGLU, no biases, untied head).")
+    var arch: String?
+    @Option(name: .long, help: "Key/value heads (grouped-query attention; must divide --heads; default: --heads).") var kvHeads: Int?
+    @Option(name: .long, help: "Feed-forward hidden width (default: 4 × width for gpt2, 8/3 × width rounded up to 32 for llama).")
+    var ffnWidth: Int?
+    @Option(name: .long, help: "Base of the rotary frequencies (llama; default 10000).") var ropeTheta: Float?
+    @Option(name: .long, help: "ε of the layer norm / RMSNorm (default 1e-5).") var normEpsilon: Float?
+    @Flag(name: .long, inversion: .prefixedNo, help: "Biases on the linear layers (default: gpt2 yes, llama no).") var bias: Bool?
+    @Flag(name: .long, inversion: .prefixedNo, help: "Output head shares the token embedding matrix (default: gpt2 yes, llama no).")
+    var tieEmbeddings: Bool?
     @Option(name: .long) var layers: Int?
     @Option(name: .long) var heads: Int?
     @Option(name: .long) var width: Int?
@@ -62,6 +73,22 @@ struct TrainCommand: AsyncParsableCommand {
                 throw ValidationError("--config \(config) is not a valid config file: \(error)")
             }
         }
+        if let initFrom {
+            // Start from the source model's architecture and sizes; flags can still shorten the context.
+            let source = try Checkpoint.resolve(initFrom)
+            guard let data = FileManager.default.contents(atPath: source + "/config.json"),
+                  let model = try? JSONDecoder().decode(GPTConfig.self, from: data) else {
+                throw ValidationError("--init-from \(initFrom): \(source)/config.json is missing or malformed")
+            }
+            c.adoptShape(of: model)
+        }
+        if let arch { c.arch = arch }
+        if let kvHeads { c.kvHeads = kvHeads }
+        if let ffnWidth { c.ffnWidth = ffnWidth }
+        if let ropeTheta { c.ropeTheta = ropeTheta }
+        if let normEpsilon { c.normEpsilon = normEpsilon }
+        if let bias { c.bias = bias }
+        if let tieEmbeddings { c.tiedEmbeddings = tieEmbeddings }
         if let layers { c.layers = layers }
         if let heads { c.heads = heads }
         if let width { c.width = width }

@@ -167,3 +167,103 @@ final class HuggingFaceTests: XCTestCase {
         assertClose(try logits(model), try Self.reference.floats("gpt2.logits"), atol: 1e-4, "capped gpt2 logits")
     }
 }
+
+/// Broken Hugging Face directories give errors that name the problem, never a crash.
+final class HuggingFaceBadInputTests: XCTestCase {
+    /// A writable copy of a fixture directory.
+    func copy(_ name: String) throws -> String {
+        let dir = temporaryDirectory("bad-\(name)") + "/model"
+        try FileManager.default.copyItem(atPath: fixtures + "/" + name, toPath: dir)
+        return dir
+    }
+
+    func editConfig(_ dir: String, _ edit: (inout [String: Any]) -> Void) throws {
+        let path = dir + "/config.json"
+        var json = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path))) as! [String: Any]
+        edit(&json)
+        try JSONSerialization.data(withJSONObject: json).write(to: URL(fileURLWithPath: path))
+    }
+
+    func assertFails(_ dir: String, mentioning text: String, file: StaticString = #filePath, line: UInt = #line) {
+        XCTAssertThrowsError(try HuggingFaceConverter.importModel(from: dir, to: temporaryDirectory("out")), file: file, line: line) { error in
+            XCTAssert("\(error)".contains(text), "\"\(error)\" does not mention \"\(text)\"", file: file, line: line)
+        }
+    }
+
+    func testUnsupportedModelTypeAndOptions() throws {
+        let dir = try copy("llama")
+        try editConfig(dir) { $0["model_type"] = "mamba" }
+        assertFails(dir, mentioning: "model_type \"mamba\"")
+        try editConfig(dir) { $0["model_type"] = "llama"; $0["rope_parameters"] = ["rope_type": "yarn", "rope_theta": 10000.0] }
+        assertFails(dir, mentioning: "rope scaling \"yarn\"")
+        try editConfig(dir) { $0["rope_parameters"] = ["rope_type": "default", "rope_theta": 10000.0]; $0["hidden_act"] = "gelu" }
+        assertFails(dir, mentioning: "activation gelu")
+        assertFails(temporaryDirectory("empty"), mentioning: "no config.json")
+    }
+
+    func testShapesThatDisagreeWithTheConfiguration() throws {
+        let dir = try copy("llama")
+        try editConfig(dir) { $0["intermediate_size"] = 128 }
+        assertFails(dir, mentioning: "gate_proj")
+        try editConfig(dir) { $0["intermediate_size"] = 96; $0["vocab_size"] = 301 }
+        assertFails(dir, mentioning: "301")
+    }
+
+    func testMissingShardAndLyingIndex() throws {
+        let dir = try copy("llama_sharded_f16")
+        try FileManager.default.removeItem(atPath: dir + "/model-00002-of-00002.safetensors")
+        assertFails(dir, mentioning: "model-00002-of-00002.safetensors, which is missing")
+        let dir2 = try copy("llama_sharded_f16")
+        let indexPath = dir2 + "/model.safetensors.index.json"
+        var index = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: indexPath))) as! [String: Any]
+        var map = index["weight_map"] as! [String: String]
+        map["model.norm.weight"] = map["model.norm.weight"] == "model-00001-of-00002.safetensors"
+            ? "model-00002-of-00002.safetensors" : "model-00001-of-00002.safetensors"
+        index["weight_map"] = map
+        try JSONSerialization.data(withJSONObject: index).write(to: URL(fileURLWithPath: indexPath))
+        assertFails(dir2, mentioning: "the index says it holds model.norm.weight")
+        map["model.norm.weight"] = "../escape.safetensors"
+        index["weight_map"] = map
+        try JSONSerialization.data(withJSONObject: index).write(to: URL(fileURLWithPath: indexPath))
+        assertFails(dir2, mentioning: "points outside the directory")
+    }
+
+    func testTruncatedAndLyingSafetensors() throws {
+        let dir = try copy("llama")
+        let path = dir + "/model.safetensors"
+        let data = try Data(contentsOf: URL(fileURLWithPath: path))
+        try data.prefix(data.count - 1000).write(to: URL(fileURLWithPath: path))
+        assertFails(dir, mentioning: "outside the")
+        try data.prefix(5).write(to: URL(fileURLWithPath: path))
+        assertFails(dir, mentioning: "too short")
+        // A header whose offsets claim more bytes than the shape needs.
+        let lying = try SafetensorsFile.encode([("model.norm.weight", [64], [Float](repeating: 1, count: 64))])
+        var text = String(decoding: lying, as: UTF8.self)
+        text = text.replacingOccurrences(of: "\"shape\":[64]", with: "\"shape\":[65]")
+        try Data(text.utf8).write(to: URL(fileURLWithPath: path))
+        assertFails(dir, mentioning: "does not match")
+    }
+
+    func testUnsupportedDtypeAndPickles() throws {
+        let dir = try copy("llama")
+        try editConfig(dir) { $0["tie_word_embeddings"] = true }  // so the embedding is the first tensor read
+        let path = dir + "/model.safetensors"
+        let header = #"{"model.embed_tokens.weight":{"dtype":"I8","shape":[300,64],"data_offsets":[0,19200]}}"#
+        var bytes = [UInt8](repeating: 0, count: 8)
+        let h = Array(header.utf8)
+        for i in 0..<8 { bytes[i] = UInt8((h.count >> (8 * i)) & 0xFF) }
+        try Data(bytes + h + [UInt8](repeating: 0, count: 19200)).write(to: URL(fileURLWithPath: path))
+        assertFails(dir, mentioning: "dtype I8")
+        try FileManager.default.removeItem(atPath: path)
+        try Data([0]).write(to: URL(fileURLWithPath: dir + "/pytorch_model.bin"))
+        assertFails(dir, mentioning: "pytorch_model.bin")
+    }
+
+    func testExportRejectsWhatOtherToolsCannotRun() throws {
+        var config = GPTConfig(vocabSize: 300, contextLength: 16, layers: 1, heads: 2, width: 16)
+        config.norm = .rmsnorm  // learned positions with RMSNorm: neither GPT-2 nor Llama
+        XCTAssertThrowsError(try HuggingFaceFormat.modelType(for: config)) { XCTAssert("\($0)".contains("mix of options")) }
+        config = GPTConfig(vocabSize: 300, contextLength: 16, layers: 1, heads: 2, width: 16, kvHeads: 1)
+        XCTAssertThrowsError(try HuggingFaceFormat.modelType(for: config)) { XCTAssert("\($0)".contains("grouped-query")) }
+    }
+}
