@@ -20,6 +20,9 @@ struct TensorMapping {
 }
 
 enum HuggingFaceFormat {
+    /// Context length of imported models when the checkpoint allows more and --context is not given.
+    static let defaultMaxContext = 8192
+
     /// The tensors of `config`'s model in HF naming, for `modelType` "gpt2" or "llama".
     static func mappings(_ config: GPTConfig, modelType: String, prefix: String) -> [TensorMapping] {
         var out: [TensorMapping] = []
@@ -158,9 +161,10 @@ enum HuggingFaceFormat {
         default:
             throw InteropError.unsupported("model_type \"\(modelType)\"", hint: "convert reads gpt2 and llama models")
         }
-        if let maxContext, maxContext < config.contextLength {
-            config.contextLength = maxContext
-        }
+        // The engine allocates every KV cache slot at full context, so long-context checkpoints are
+        // capped unless asked otherwise.
+        let cap = maxContext ?? HuggingFaceFormat.defaultMaxContext
+        if cap < config.contextLength { config.contextLength = cap }
         do { try config.validate() } catch { throw bad("\(error)") }
         return (config, modelType, json)
     }
@@ -182,7 +186,7 @@ enum HuggingFaceFormat {
             json["n_head"] = config.heads
             json["n_inner"] = config.hiddenWidth == 4 * config.width ? NSNull() : config.hiddenWidth as Any
             json["activation_function"] = "gelu_new"
-            json["layer_norm_epsilon"] = Double(config.normEpsilon)
+            json["layer_norm_epsilon"] = shortest(config.normEpsilon)
             json["resid_pdrop"] = 0.0
             json["embd_pdrop"] = 0.0
             json["attn_pdrop"] = 0.0
@@ -195,9 +199,9 @@ enum HuggingFaceFormat {
             json["num_key_value_heads"] = config.kvHeads
             json["head_dim"] = config.headSize
             json["max_position_embeddings"] = config.contextLength
-            json["rms_norm_eps"] = Double(config.normEpsilon)
-            json["rope_theta"] = Double(config.ropeTheta)
-            json["rope_parameters"] = ["rope_theta": Double(config.ropeTheta), "rope_type": "default"] as [String: Any]
+            json["rms_norm_eps"] = shortest(config.normEpsilon)
+            json["rope_theta"] = shortest(config.ropeTheta)
+            json["rope_parameters"] = ["rope_theta": shortest(config.ropeTheta), "rope_type": "default"] as [String: Any]
             json["hidden_act"] = "silu"
             json["attention_bias"] = config.bias
             json["mlp_bias"] = config.bias
@@ -205,4 +209,7 @@ enum HuggingFaceFormat {
         }
         return try JSONSerialization.data(withJSONObject: json, options: [.prettyPrinted, .sortedKeys])
     }
+
+    /// The double with the float's shortest decimal spelling (1e-05, not 9.999999747378752e-06).
+    static func shortest(_ x: Float) -> Double { Double("\(x)") ?? Double(x) }
 }

@@ -125,6 +125,16 @@ public struct SafetensorsFile: Sendable {
     /// Serialises F32 tensors (in the given order) and string metadata.
     public static func encode(_ tensors: [(name: String, shape: [Int], values: [Float])],
                               metadata: [String: String] = [:]) throws -> Data {
+        var out = try header(tensors.map { ($0.name, $0.shape) }, metadata: metadata)
+        for t in tensors {
+            t.values.withUnsafeBytes { out.append(contentsOf: $0) }  // little-endian hosts only
+        }
+        return out
+    }
+
+    /// The length prefix and JSON header of a file of F32 tensors with these names and shapes, in
+    /// order; the tensors' little-endian bytes follow it back to back.
+    public static func header(_ tensors: [(name: String, shape: [Int])], metadata: [String: String] = [:]) throws -> Data {
         var header = "{"
         var offset = 0
         var parts: [String] = []
@@ -133,7 +143,7 @@ public struct SafetensorsFile: Sendable {
             parts.append("\"__metadata__\":\(meta)")
         }
         for t in tensors {
-            let bytes = t.values.count * 4
+            let bytes = t.shape.reduce(1, *) * 4
             let name = try String(decoding: JSONEncoder().encode(t.name), as: UTF8.self)
             parts.append("\(name):{\"dtype\":\"F32\",\"shape\":\(t.shape),\"data_offsets\":[\(offset),\(offset + bytes)]}")
             offset += bytes
@@ -142,13 +152,9 @@ public struct SafetensorsFile: Sendable {
         var headerBytes = Array(header.utf8)
         while headerBytes.count % 8 != 0 { headerBytes.append(0x20) }  // pad with spaces to 8-byte alignment
         var out = Data()
-        out.reserveCapacity(8 + headerBytes.count + offset)
         var length = UInt64(headerBytes.count).littleEndian
         withUnsafeBytes(of: &length) { out.append(contentsOf: $0) }
         out.append(contentsOf: headerBytes)
-        for t in tensors {
-            t.values.withUnsafeBytes { out.append(contentsOf: $0) }  // little-endian hosts only
-        }
         return out
     }
 }

@@ -41,8 +41,7 @@ public enum Checkpoint {
         }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
-        try AtomicFile.write(try SafetensorsFile.encode(model.hostTensors(model.parameters), metadata: ["format": "pt", "layout": "swiftgpt"]),
-                             to: temporary + "/model.safetensors")
+        try writeTensors(model, model.parameters, to: temporary + "/model.safetensors", metadata: ["format": "pt", "layout": "swiftgpt"])
         try AtomicFile.write(try encoder.encode(model.config), to: temporary + "/config.json")
         try codec.save(to: temporary + "/tokenizer.json")
         if let state {
@@ -63,6 +62,22 @@ public enum Checkpoint {
             throw TrainingError.ioFailure(path: directory, reason: "could not move the new checkpoint in place (\(error)); the previous one is in \(old)")
         }
         try? fm.removeItem(atPath: old)
+    }
+
+    /// Streams an arena to a safetensors file one tensor at a time (a 1B-parameter model needs no
+    /// second copy of its weights in memory).
+    static func writeTensors(_ model: GPT, _ arena: Arena, prefix: String = "", to path: String,
+                             metadata: [String: String] = [:]) throws {
+        let header = try SafetensorsFile.header(arena.entries.map { (prefix + $0.name, $0.shape) }, metadata: metadata)
+        try AtomicFile.write(to: path) { emit in
+            try header.withUnsafeBytes { try emit($0) }
+            var host: [Float] = []
+            for (i, entry) in arena.entries.enumerated() {
+                if host.count != entry.count { host = [Float](repeating: 0, count: entry.count) }
+                host.withUnsafeMutableBufferPointer { model.backend.download(arena[i], into: $0) }
+                try host.withUnsafeBytes { try emit($0) }  // little-endian hosts only
+            }
+        }
     }
 
     /// The checkpoint folder `path` names: itself if it holds model.safetensors, else its `best/`

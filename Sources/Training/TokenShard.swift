@@ -104,22 +104,34 @@ public enum TokenShard {
 /// half-written one.
 public enum AtomicFile {
     public static func write(_ data: Data, to path: String) throws {
+        try write(to: path) { emit in try data.withUnsafeBytes { try emit($0) } }
+    }
+
+    /// Streams a file: `produce` calls `emit` with consecutive pieces of it, so a large file never
+    /// needs to exist in memory at once. Written to a temporary name, flushed, then renamed.
+    public static func write(to path: String, _ produce: ((UnsafeRawBufferPointer) throws -> Void) throws -> Void) throws {
         let temporary = path + ".tmp-\(getpid())"
         let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
         guard fd >= 0 else { throw TrainingError.ioFailure(path: path, reason: String(cString: strerror(errno))) }
-        var ok = true
         var reason = ""
-        data.withUnsafeBytes { raw in
-            var offset = 0
-            while offset < raw.count {
-                let n = systemWrite(fd, raw.baseAddress! + offset, raw.count - offset)
-                if n <= 0 { ok = false; reason = String(cString: strerror(errno)); return }
-                offset += n
+        do {
+            try produce { raw in
+                var offset = 0
+                while offset < raw.count {
+                    let n = systemWrite(fd, raw.baseAddress! + offset, raw.count - offset)
+                    if n <= 0 {
+                        reason = String(cString: strerror(errno))
+                        throw TrainingError.ioFailure(path: path, reason: reason)
+                    }
+                    offset += n
+                }
             }
+            if fsync(fd) != 0 { reason = String(cString: strerror(errno)) }
+        } catch {
+            if reason.isEmpty { reason = "\(error)" }
         }
-        if ok && fsync(fd) != 0 { ok = false; reason = String(cString: strerror(errno)) }
         close(fd)
-        guard ok else {
+        guard reason.isEmpty else {
             unlink(temporary)
             throw TrainingError.ioFailure(path: path, reason: reason + (reason.contains("space") ? " (disk full?)" : ""))
         }

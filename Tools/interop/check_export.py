@@ -82,14 +82,15 @@ class Report:
         return any(s == "FAIL" for _, s, _ in self.rows)
 
     def print(self, title: str) -> None:
-        width = min(max([len(c) for c, _, _ in self.rows] + [5]), 44)
+        width = min(max([display_width(c) for c, _, _ in self.rows] + [5]), 44)
         print()
         print(title)
         print(f"{'check':<{width}}  result  detail")
         print(f"{'-' * width}  ------  {'-' * 40}")
         for check, status, detail in self.rows:
             lines = detail.split("\n") if detail else [""]
-            print(f"{check:<{width}}  {status:<6}  {lines[0]}")
+            pad = " " * max(width - display_width(check), 0)
+            print(f"{check}{pad}  {status:<6}  {lines[0]}")
             for extra in lines[1:]:
                 print(f"{'':<{width}}          {extra}")
         counts = {s: sum(1 for _, r, _ in self.rows if r == s) for s in ("PASS", "FAIL", "WARN", "SKIP")}
@@ -101,6 +102,18 @@ class Report:
             "ok": not self.failed,
             "rows": [{"check": c, "result": s, "detail": d} for c, s, d in self.rows],
         }
+
+
+def display_width(text: str) -> int:
+    """Terminal columns: wide (CJK, most emoji) characters take two, combining/zero-width ones none."""
+    import unicodedata
+
+    cols = 0
+    for ch in text:
+        if unicodedata.combining(ch) or ch in "\u200d\ufe0f":
+            continue
+        cols += 2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1
+    return cols
 
 
 # --- swiftgpt -------------------------------------------------------------------------------------
@@ -289,8 +302,10 @@ def fit_text(text: str, encode, limit: int) -> str:
 
 def cmd_hf(args: argparse.Namespace) -> int:
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+    import transformers
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    transformers.utils.logging.disable_progress_bar()
     if args.threads:
         torch.set_num_threads(args.threads)
     exe = find_swiftgpt(args.swiftgpt)
@@ -322,48 +337,55 @@ def cmd_hf(args: argparse.Namespace) -> int:
     compare_tokenization(report, "encode", texts,
                          lambda t: swift_encode(exe, tok_file, t, args.timeout), hf_encode)
 
-    # (b) greedy generation
+    # (b) greedy generation, (c) loss parity
+    for name, step in (("generate", check_generate_hf), ("loss", check_loss)):
+        try:
+            step(report, args, exe, run, model, tokenizer, hf_encode, ctx)
+        except Exception as e:  # noqa: BLE001 - report it as a failed row
+            report.fail(f"{name}: error", f"{type(e).__name__}: {e}")
+    return finish(report, args, f"hf: {args.hf}  (run {run}, swiftgpt {exe})")
+
+
+def check_generate_hf(report: Report, args, exe: str, run: Path, model, tokenizer, hf_encode, ctx) -> None:
+    import torch
+    from transformers import GenerationConfig
+
     prompt_ids = hf_encode(args.prompt)
     if not prompt_ids:
         report.fail("generate", "the prompt encodes to no tokens")
-    else:
-        max_new = args.max_tokens
-        if ctx is not None and len(prompt_ids) + max_new > ctx:
-            max_new = max(ctx - len(prompt_ids), 0)
-            report.warn("generate: length", f"--max-tokens {args.max_tokens} clipped to {max_new} by the context {ctx}")
-        try:
-            swift = swift_generate(exe, run, args.prompt, args.max_tokens, args.timeout)
-        except SwiftGPTError as e:
-            report.fail("generate: swiftgpt", str(e))
-            swift = None
-        if swift is not None:
-            if isinstance(swift.get("prompt_tokens"), int) and swift["prompt_tokens"] != len(prompt_ids):
-                report.warn("generate: prompt tokens",
-                            f"swiftgpt says {swift['prompt_tokens']}, HF tokenizer gives {len(prompt_ids)}")
-            gen_config = GenerationConfig(
-                do_sample=False, max_new_tokens=max_new, num_beams=1,
-                eos_token_id=model.generation_config.eos_token_id,
-                pad_token_id=(model.generation_config.pad_token_id
-                              if model.generation_config.pad_token_id is not None
-                              else tokenizer.eos_token_id or 0),
-            )
-            input_ids = torch.tensor([prompt_ids], dtype=torch.long)
-            with torch.no_grad():
-                out = model.generate(input_ids=input_ids, attention_mask=torch.ones_like(input_ids),
-                                     generation_config=gen_config, output_scores=True, output_logits=True,
-                                     return_dict_in_generate=True)
-            hf_ids = out.sequences[0, len(prompt_ids):].tolist()
-            hf_logprobs = []
-            for step, token in enumerate(hf_ids):
-                logits = out.logits[step][0].double()
-                hf_logprobs.append(float(torch.log_softmax(logits, dim=-1)[token]))
-            eos = eos_ids(model, tokenizer)
-            compare_greedy(report, "generate (greedy)", swift, hf_ids, eos, math.inf, "HF",
-                           hf_logprobs)
-
-    # (c) loss parity
-    check_loss(report, args, exe, run, model, tokenizer, hf_encode, ctx)
-    return finish(report, args, f"hf: {args.hf}  (run {run}, swiftgpt {exe})")
+        return
+    max_new = args.max_tokens
+    if ctx is not None and len(prompt_ids) + max_new > ctx:
+        max_new = max(ctx - len(prompt_ids), 0)
+        report.warn("generate: length", f"--max-tokens {args.max_tokens} clipped to {max_new} by the context {ctx}")
+    try:
+        swift = swift_generate(exe, run, args.prompt, args.max_tokens, args.timeout)
+    except SwiftGPTError as e:
+        report.fail("generate: swiftgpt", str(e))
+        return
+    if isinstance(swift.get("prompt_tokens"), int) and swift["prompt_tokens"] != len(prompt_ids):
+        report.warn("generate: prompt tokens",
+                    f"swiftgpt says {swift['prompt_tokens']}, HF tokenizer gives {len(prompt_ids)}")
+    gen_config = GenerationConfig(
+        do_sample=False, max_new_tokens=max_new, num_beams=1,
+        output_scores=True, output_logits=True, return_dict_in_generate=True,
+        eos_token_id=model.generation_config.eos_token_id,
+        pad_token_id=(model.generation_config.pad_token_id
+                      if model.generation_config.pad_token_id is not None
+                      else tokenizer.eos_token_id or 0),
+    )
+    input_ids = torch.tensor([prompt_ids], dtype=torch.long)
+    with torch.no_grad():
+        out = model.generate(input_ids=input_ids, attention_mask=torch.ones_like(input_ids),
+                             generation_config=gen_config)
+    hf_ids = out.sequences[0, len(prompt_ids):].tolist()
+    hf_logprobs = []
+    for step, token in enumerate(hf_ids):
+        logits = out.logits[step][0].double()
+        hf_logprobs.append(float(torch.log_softmax(logits, dim=-1)[token]))
+    eos = eos_ids(model, tokenizer)
+    compare_greedy(report, "generate (greedy)", swift, hf_ids, eos, math.inf, "HF",
+                   hf_logprobs)
 
 
 def eos_ids(model, tokenizer) -> set[int]:
@@ -416,7 +438,7 @@ def check_loss(report: Report, args, exe: str, run: Path, model, tokenizer, hf_e
     candidates = {"plain": mean_ce(ids)}
     start = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
     if start is not None and len(ids) + 1 <= (ctx or 1 << 30):
-        candidates[f"after token {start}"] = mean_ce([start] + ids)
+        candidates[f"after {tokenizer.convert_ids_to_tokens(start)} (id {start})"] = mean_ce([start] + ids)
     sw_loss = float(swift["loss"])
     best = min(candidates, key=lambda k: abs(candidates[k][0] - sw_loss))
     hf_loss, hf_sum, hf_n = candidates[best]
@@ -651,6 +673,15 @@ def expected_tensors(arch: str, meta: dict, names: set[str]) -> tuple[dict, set[
     return shapes, optional
 
 
+def package_version(name: str) -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "?"
+
+
 def field_value(reader, key: str):
     field = reader.get_field(key)
     return None if field is None else field.contents()
@@ -686,7 +717,7 @@ def cmd_gguf(args: argparse.Namespace) -> int:
         reader = None
         report.fail("gguf.GGUFReader", f"{type(e).__name__}: {e}")
     else:
-        report.ok("gguf.GGUFReader", f"gguf {getattr(gguf, '__version__', '?')}: "
+        report.ok("gguf.GGUFReader", f"gguf {package_version('gguf')}: "
                                      f"{len(reader.fields) - 3} keys, {len(reader.tensors)} tensors")
 
     kv = layout["kv"]
@@ -1072,13 +1103,16 @@ def gguf_tail(report: Report, args, path: Path, reader, arch, run: Path | None, 
         report.skip("llama.cpp", "skipped: the file already fails the checks above")
         return finish(report, args, title)
     n_ctx = args.n_ctx or min(meta["ctx"] if meta else 512, 4096)
+    # llama.cpp keeps K and V in f16 by default; f32 takes that rounding out of the comparison
+    kv_type = 0 if args.kv_cache == "f32" else 1  # GGML_TYPE_F32, GGML_TYPE_F16
     try:
         llm = llama_cpp.Llama(model_path=str(path), n_ctx=n_ctx, logits_all=False, verbose=False,
-                              n_threads=args.threads or None, n_gpu_layers=0)
+                              n_threads=args.threads or None, n_gpu_layers=0, type_k=kv_type, type_v=kv_type)
     except Exception as e:  # noqa: BLE001
         report.fail("llama.cpp load", f"{type(e).__name__}: {e}\n" + llama_load_log(path, n_ctx))
         return finish(report, args, title)
-    report.ok("llama.cpp load", f"llama-cpp-python {getattr(llama_cpp, '__version__', '?')}, n_ctx {n_ctx}, "
+    report.ok("llama.cpp load", f"llama-cpp-python {package_version('llama_cpp_python')}, n_ctx {n_ctx}, "
+                                f"KV cache {args.kv_cache}, "
                                 f"n_vocab {llm.n_vocab()}, bos {llm.token_bos()}, eos {llm.token_eos()}")
     if run is None:
         report.skip("llama.cpp vs swiftgpt", "no --run")
@@ -1086,52 +1120,76 @@ def gguf_tail(report: Report, args, path: Path, reader, arch, run: Path | None, 
     exe = find_swiftgpt(args.swiftgpt)
     tok_file = resolve_tokenizer(run, args.tokenizer)
 
-    def llama_encode(text: str) -> list[int]:
-        return list(llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+    def compare_with_llama() -> None:
+        def llama_encode(text: str) -> list[int]:
+            return list(llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
 
-    texts = SAMPLE_TEXTS + list(args.text or []) + [args.prompt]
-    compare_tokenization(report, "llama.cpp encode", texts,
-                         lambda t: swift_encode(exe, tok_file, t, args.timeout), llama_encode)
-    round_trip = [t for t in texts if llm.detokenize(llama_encode(t)) != t.encode("utf-8")]
-    report.check("llama.cpp decode(encode(x)) == x", not round_trip,
-                 f"differs for {[describe_text(t, 20) for t in round_trip]}" if round_trip else f"{len(texts)} texts")
+        texts = SAMPLE_TEXTS + list(args.text or []) + [args.prompt]
+        compare_tokenization(report, "llama.cpp encode", texts,
+                             lambda t: swift_encode(exe, tok_file, t, args.timeout), llama_encode)
+        round_trip = [t for t in texts if llama_decode(llm, llama_encode(t)) != t.encode("utf-8")]
+        report.check("llama.cpp decode(encode(x)) == x", not round_trip,
+                     f"differs for {[describe_text(t, 20) for t in round_trip]}" if round_trip else f"{len(texts)} texts")
 
-    # greedy decoding: argmax over the last position's logits after each llm.eval
-    prompt_ids = llama_encode(args.prompt)
-    if not prompt_ids:
-        report.fail("llama.cpp generate", "the prompt encodes to no tokens")
-        return finish(report, args, title)
+        # greedy decoding: argmax over the last position's logits after each llm.eval
+        prompt_ids = llama_encode(args.prompt)
+        if not prompt_ids:
+            report.fail("llama.cpp generate", "the prompt encodes to no tokens")
+            return
+        try:
+            swift = swift_generate(exe, run, args.prompt, args.max_tokens, args.timeout)
+        except SwiftGPTError as e:
+            report.fail("generate: swiftgpt", str(e))
+            return
+        import numpy as np
+
+        budget = min(args.max_tokens, n_ctx - len(prompt_ids))
+        if budget < args.max_tokens:
+            report.warn("llama.cpp generate: length", f"--max-tokens {args.max_tokens} clipped to {budget} by n_ctx {n_ctx}")
+        llm.reset()
+        llm.eval(prompt_ids)
+        out_ids: list[int] = []
+        out_lp: list[float] = []
+        n_vocab = llm.n_vocab()
+        eos = {llm.token_eos()}
+        for _ in range(budget):
+            logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llm.ctx, -1), shape=(n_vocab,)).astype(np.float64)
+            token = int(np.argmax(logits))
+            shifted = logits - logits.max()
+            out_lp.append(float(shifted[token] - np.log(np.exp(shifted).sum())))
+            out_ids.append(token)
+            if token in eos:
+                break
+            llm.eval([token])
+        if args.allow_divergence_after is not None:
+            exact_upto = float(args.allow_divergence_after)
+        else:
+            exact_upto = 0.0 if file_kind == "q8_0" else math.inf
+        compare_greedy(report, f"llama.cpp generate ({file_kind})", swift, out_ids, eos, exact_upto, "llama.cpp", out_lp)
+
     try:
-        swift = swift_generate(exe, run, args.prompt, args.max_tokens, args.timeout)
-    except SwiftGPTError as e:
-        report.fail("generate: swiftgpt", str(e))
-        return finish(report, args, title)
-    import numpy as np
-
-    budget = min(args.max_tokens, n_ctx - len(prompt_ids))
-    if budget < args.max_tokens:
-        report.warn("llama.cpp generate: length", f"--max-tokens {args.max_tokens} clipped to {budget} by n_ctx {n_ctx}")
-    llm.reset()
-    llm.eval(prompt_ids)
-    out_ids: list[int] = []
-    out_lp: list[float] = []
-    n_vocab = llm.n_vocab()
-    eos = {llm.token_eos()}
-    for _ in range(budget):
-        logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llm.ctx, -1), shape=(n_vocab,)).astype(np.float64)
-        token = int(np.argmax(logits))
-        shifted = logits - logits.max()
-        out_lp.append(float(shifted[token] - np.log(np.exp(shifted).sum())))
-        out_ids.append(token)
-        if token in eos:
-            break
-        llm.eval([token])
-    if args.allow_divergence_after is not None:
-        exact_upto = float(args.allow_divergence_after)
-    else:
-        exact_upto = 0.0 if file_kind == "q8_0" else math.inf
-    compare_greedy(report, f"llama.cpp generate ({file_kind})", swift, out_ids, eos, exact_upto, "llama.cpp", out_lp)
+        compare_with_llama()
+    except Exception as e:  # noqa: BLE001 - report it as a failed row
+        report.fail("llama.cpp: error", f"{type(e).__name__}: {e}")
     return finish(report, args, title)
+
+
+def llama_decode(llm, ids: list[int]) -> bytes:
+    """Concatenated token pieces (llama_token_to_piece, no special tokens, no space clean-up).
+    Llama.detokenize does the same with a 32-byte buffer, too small for long tokens."""
+    import ctypes
+
+    import llama_cpp
+
+    vocab = getattr(getattr(llm, "_model", None), "vocab", None)
+    if vocab is None:
+        return llm.detokenize(ids)
+    out = b""
+    buf = ctypes.create_string_buffer(1024)
+    for t in ids:
+        n = llama_cpp.llama_token_to_piece(vocab, llama_cpp.llama_token(t), buf, len(buf), 0, False)
+        out += buf.raw[: max(n, 0)]
+    return out
 
 
 def llama_load_log(path: Path, n_ctx: int) -> str:
@@ -1192,6 +1250,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="greedy tokens that must match before llama.cpp may diverge "
                          "(default: all for f32/f16, report only for q8_0)")
     gg.add_argument("--n-ctx", type=int, default=0, help="llama.cpp context (default: the model's, at most 4096)")
+    gg.add_argument("--kv-cache", choices=("f32", "f16"), default="f32",
+                    help="llama.cpp KV cache type (default f32; llama.cpp's own default is f16)")
     gg.add_argument("--no-llama", action="store_true", help="do not load the file with llama.cpp")
     gg.add_argument("--no-values", action="store_true", help="do not dequantize tensors to check they are finite")
 
