@@ -123,6 +123,10 @@ class SwiftGPTError(RuntimeError):
     pass
 
 
+class SetupError(RuntimeError):
+    """The check cannot run at all (exit status 2)."""
+
+
 def find_swiftgpt(explicit: str | None) -> str:
     if explicit:
         path = Path(explicit)
@@ -131,16 +135,14 @@ def find_swiftgpt(explicit: str | None) -> str:
         found = shutil.which(explicit)
         if found:
             return found
-        raise SystemExit(f"error: --swiftgpt {explicit!r} is not an executable file")
+        raise SetupError(f"--swiftgpt {explicit!r} is not an executable file")
     built = REPO_ROOT / ".build" / "release" / "swiftgpt"
     if built.is_file() and os.access(built, os.X_OK):
         return str(built)
     found = shutil.which("swiftgpt")
     if found:
         return found
-    raise SystemExit(
-        f"error: no swiftgpt binary: build it (swift build -c release -> {built}) or pass --swiftgpt PATH"
-    )
+    raise SetupError(f"no swiftgpt binary: build it (swift build -c release -> {built}) or pass --swiftgpt PATH")
 
 
 def run_swiftgpt(exe: str, args: list[str], timeout: float) -> dict:
@@ -177,7 +179,7 @@ def resolve_tokenizer(run: Path, explicit: str | None) -> Path:
     for candidate in (run / "tokenizer.json", run / "best" / "tokenizer.json", run / "last" / "tokenizer.json"):
         if candidate.is_file():
             return candidate
-    raise SystemExit(f"error: no tokenizer.json in {run} (nor best/ or last/); pass --tokenizer FILE")
+    raise SetupError(f"no tokenizer.json in {run} (nor best/ or last/); pass --tokenizer FILE")
 
 
 def swift_encode(exe: str, tokenizer: Path, text: str, timeout: float) -> list[int]:
@@ -692,7 +694,7 @@ def cmd_gguf(args: argparse.Namespace) -> int:
     run = Path(args.run) if args.run else None
     report = Report()
     if not path.is_file():
-        raise SystemExit(f"error: {path} is not a file")
+        raise SetupError(f"{path} is not a file")
 
     # (a1) raw layout, without the gguf package
     try:
@@ -982,7 +984,7 @@ def check_tokenizer_metadata(report: Report, reader, kv: dict, arch: str, run: P
     # compare with the run's tokenizer.json
     try:
         tok_file = resolve_tokenizer(run, args.tokenizer)
-    except SystemExit as e:
+    except SetupError as e:
         report.skip("tokens vs run tokenizer.json", str(e))
         return
     spec = json.loads(tok_file.read_text(encoding="utf-8"))
@@ -1105,11 +1107,17 @@ def gguf_tail(report: Report, args, path: Path, reader, arch, run: Path | None, 
     n_ctx = args.n_ctx or min(meta["ctx"] if meta else 512, 4096)
     # llama.cpp keeps K and V in f16 by default; f32 takes that rounding out of the comparison
     kv_type = 0 if args.kv_cache == "f32" else 1  # GGML_TYPE_F32, GGML_TYPE_F16
+    # ggml aborts the whole process on some bad files (e.g. an f16 norm weight: "binary_op: unsupported
+    # types"), so load and evaluate once in a child process first.
+    smoke_ok, smoke_log = llama_smoke_test(path, n_ctx, kv_type)
+    if not smoke_ok:
+        report.fail("llama.cpp load + eval", smoke_log)
+        return finish(report, args, title)
     try:
         llm = llama_cpp.Llama(model_path=str(path), n_ctx=n_ctx, logits_all=False, verbose=False,
                               n_threads=args.threads or None, n_gpu_layers=0, type_k=kv_type, type_v=kv_type)
     except Exception as e:  # noqa: BLE001
-        report.fail("llama.cpp load", f"{type(e).__name__}: {e}\n" + llama_load_log(path, n_ctx))
+        report.fail("llama.cpp load", f"{type(e).__name__}: {e}")
         return finish(report, args, title)
     report.ok("llama.cpp load", f"llama-cpp-python {package_version('llama_cpp_python')}, n_ctx {n_ctx}, "
                                 f"KV cache {args.kv_cache}, "
@@ -1192,19 +1200,28 @@ def llama_decode(llm, ids: list[int]) -> bytes:
     return out
 
 
-def llama_load_log(path: Path, n_ctx: int) -> str:
-    """llama-cpp-python says only 'Failed to load model' with verbose=False; load again in a child
-    process with verbose=True and return llama.cpp's own error lines."""
-    code = ("import llama_cpp, sys\n"
-            f"llama_cpp.Llama(model_path={str(path)!r}, n_ctx={n_ctx}, verbose=True, n_gpu_layers=0)\n")
+def llama_smoke_test(path: Path, n_ctx: int, kv_type: int) -> tuple[bool, str]:
+    """Loads the file and evaluates two tokens in a child process with llama.cpp's log on; returns
+    (worked, llama.cpp's error lines). llama-cpp-python itself only says 'Failed to load model'."""
+    code = (
+        "import llama_cpp\n"
+        f"llm = llama_cpp.Llama(model_path={str(path)!r}, n_ctx={n_ctx}, verbose=True, n_gpu_layers=0, "
+        f"n_threads=1, type_k={kv_type}, type_v={kv_type})\n"
+        "ids = llm.tokenize(b'Hello world', add_bos=False, special=False) or [0]\n"
+        "llm.eval(ids[:2])\n"
+        "print('SMOKE-OK', flush=True)\n"
+    )
     try:
-        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
     except subprocess.TimeoutExpired:
-        return "(verbose reload timed out)"
-    lines = (proc.stderr + proc.stdout).splitlines()
+        return False, "llama.cpp load + eval timed out (600 s)"
+    if proc.returncode == 0 and "SMOKE-OK" in proc.stdout:
+        return True, ""
+    lines = [l for l in (proc.stderr + proc.stdout).splitlines() if l.strip() and not l.startswith("#")]
     keep = [l for l in lines if any(w in l.lower() for w in ("error", "failed", "wrong", "expected", "invalid",
-                                                             "unknown", "missing", "exception"))]
-    return "\n".join((keep or lines)[-8:])
+                                                             "unknown", "missing", "unsupported", "abort",
+                                                             "exception", "assert"))]
+    return False, f"child exited {proc.returncode}:\n" + "\n".join(dict.fromkeys(keep or lines[-8:]).keys())
 
 
 # --- main ---------------------------------------------------------------------------------------------
@@ -1258,9 +1275,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.max_tokens < 1:
         parser.error("--max-tokens must be at least 1")
-    if args.command == "hf":
-        return cmd_hf(args)
-    return cmd_gguf(args)
+    try:
+        if args.command == "hf":
+            if not Path(args.hf).is_dir():
+                raise SetupError(f"--hf {args.hf} is not a directory")
+            return cmd_hf(args)
+        return cmd_gguf(args)
+    except SetupError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
