@@ -163,9 +163,6 @@ public enum GGUFExporter {
         guard case .bpe(let bpe) = codec else {
             throw InteropError.unsupported("a character-level tokenizer", hint: "llama.cpp needs a BPE tokenizer; train one with `swiftgpt tokenizer train`")
         }
-        if architecture == "llama" && config.bias {
-            throw InteropError.unsupported("a Llama-style model with linear biases", hint: "llama.cpp's llama architecture has no feed-forward biases; train with --no-bias")
-        }
         var w = GGUFWriter()
         let a = architecture
         w.set("general.architecture", .string(a))
@@ -190,7 +187,7 @@ public enum GGUFExporter {
 
         let tensorType: GGMLType = type == .f32 ? .f32 : type == .f16 ? .f16 : .q8_0
         let host = Dictionary(uniqueKeysWithValues: model.hostTensors(model.parameters).map { ($0.name, ($0.shape, $0.values)) })
-        let C = config.width, V = config.vocabSize, hs = config.headSize
+        let C = config.width, V = config.vocabSize, hs = config.headSize, H = config.hiddenWidth
         func matrix(_ name: String, rows: Int? = nil) -> (shape: [Int], values: [Float]) {
             let (shape, values) = host[name]!
             let r = rows ?? shape[0]
@@ -230,10 +227,22 @@ public enum GGUFExporter {
                 put(b + "attn_k.weight", ([kv, C], interleaveRotaryRows(k, heads: config.kvHeads, headSize: hs, columns: C)))
                 put(b + "attn_v.weight", ([kv, C], v))
                 put(b + "attn_output.weight", matrix(p + "attn.c_proj.weight"))
-                let fc = matrix(p + "mlp.c_fc.weight").values, H = config.hiddenWidth
+                let fc = matrix(p + "mlp.c_fc.weight").values
                 put(b + "ffn_gate.weight", ([H, C], Array(fc[0..<(H * C)])))
                 put(b + "ffn_up.weight", ([H, C], Array(fc[(H * C)...])))
                 put(b + "ffn_down.weight", matrix(p + "mlp.c_proj.weight"))
+                if config.bias {
+                    // Optional in llama.cpp's llama architecture; queries and keys reordered like their rows.
+                    let qkvBias = vector(p + "attn.c_attn.bias").values
+                    put(b + "attn_q.bias", ([C], interleaveRotaryRows(Array(qkvBias[0..<C]), heads: config.heads, headSize: hs, columns: 1)))
+                    put(b + "attn_k.bias", ([kv], interleaveRotaryRows(Array(qkvBias[C..<(C + kv)]), heads: config.kvHeads, headSize: hs, columns: 1)))
+                    put(b + "attn_v.bias", ([kv], Array(qkvBias[(C + kv)...])))
+                    put(b + "attn_output.bias", vector(p + "attn.c_proj.bias"))
+                    let fcBias = vector(p + "mlp.c_fc.bias").values
+                    put(b + "ffn_gate.bias", ([H], Array(fcBias[0..<H])))
+                    put(b + "ffn_up.bias", ([H], Array(fcBias[H...])))
+                    put(b + "ffn_down.bias", vector(p + "mlp.c_proj.bias"))
+                }
             }
         }
         put("output_norm.weight", vector("ln_f.weight"))
@@ -269,9 +278,10 @@ public enum GGUFExporter {
         if let eot = bpe.specialTokens[ChatTokens.endOfText] {
             w.set("tokenizer.ggml.bos_token_id", .uint32(UInt32(eot)))
             w.set("tokenizer.ggml.eos_token_id", .uint32(UInt32(eot)))
-            w.set("tokenizer.ggml.add_bos_token", .bool(false))
-            w.set("tokenizer.ggml.add_eos_token", .bool(false))
         }
+        // SwiftGPT models never saw a BOS token in front of a prompt (llama-bpe would add one).
+        w.set("tokenizer.ggml.add_bos_token", .bool(false))
+        w.set("tokenizer.ggml.add_eos_token", .bool(false))
     }
 
     /// Reorders each head's rows from Hugging Face's rotary layout (pairs i, i + hs/2) to
