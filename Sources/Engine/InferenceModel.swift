@@ -168,24 +168,10 @@ public final class InferenceModel: @unchecked Sendable {
         }
     }
 
-    /// Layer norm or RMSNorm of N rows (by the configuration).
-    @inline(__always)
-    private func norm(out: FloatBuffer, mean: FloatBuffer, rstd: FloatBuffer, input: FloatBuffer, weight: Int, bias: Int?, N: Int) {
-        let par = model.parameters
-        switch config.norm {
-        case .layernorm:
-            backend.layerNormForward(out: out, mean: mean, rstd: rstd, input: input, weight: par[weight], bias: par[bias!],
-                                     N: N, C: config.width)
-        case .rmsnorm:
-            backend.rmsNormForward(out: out, rstd: rstd, input: input, weight: par[weight], N: N, C: config.width,
-                                   epsilon: config.normEpsilon)
-        }
-    }
-
     /// Final norm and the vocabulary head: logits (N, Vp) from hidden states (N, C).
     private func head(out: FloatBuffer, hidden: FloatBuffer, ln: FloatBuffer, mean: FloatBuffer, rstd: FloatBuffer, N: Int) {
         let ix = model.index
-        norm(out: ln, mean: mean, rstd: rstd, input: hidden, weight: ix.finalNormWeight, bias: ix.finalNormBias, N: N)
+        model.normForward(out: ln, mean: mean, rstd: rstd, input: hidden, weight: ix.finalNormWeight, bias: ix.finalNormBias, N: N)
         linear(out: out, input: ln, weight: ix.head, bias: nil, N: N, C: config.width, OC: config.paddedVocabSize)
     }
 
@@ -362,7 +348,7 @@ public final class InferenceModel: @unchecked Sendable {
         let perLayer = slotCount * capacity * config.kvWidth
         for l in 0..<L {
             let p = ix.layers[l]
-            norm(out: ln, mean: mean, rstd: rstd, input: x, weight: p.norm1Weight, bias: p.norm1Bias, N: N)
+            model.normForward(out: ln, mean: mean, rstd: rstd, input: x, weight: p.norm1Weight, bias: p.norm1Bias, N: N)
             linear(out: qkv, input: ln, weight: p.qkvWeight, bias: p.qkvBias, N: N, C: C, OC: QKV)
             if config.positionEncoding == .rope {
                 be.rotaryEmbedding(qkv, positions: positions, N: N, T: capacity, heads: NH, kvHeads: KVH, headSize: config.headSize,
@@ -373,7 +359,7 @@ public final class InferenceModel: @unchecked Sendable {
                                       N: N, C: C, NH: NH, KVH: KVH, capacity: capacity)
             linear(out: proj, input: atty, weight: p.projWeight, bias: p.projBias, N: N, C: C, OC: C)
             be.residualForward(out: x, a: x, b: proj, count: N * C)
-            norm(out: ln, mean: mean, rstd: rstd, input: x, weight: p.norm2Weight, bias: p.norm2Bias, N: N)
+            model.normForward(out: ln, mean: mean, rstd: rstd, input: x, weight: p.norm2Weight, bias: p.norm2Bias, N: N)
             linear(out: fc, input: ln, weight: p.fcWeight, bias: p.fcBias, N: N, C: C, OC: F)
             switch config.feedForward {
             case .gelu: be.geluForward(out: fcGelu, input: fc, count: N * H)

@@ -240,7 +240,7 @@ public final class GPT: @unchecked Sendable {
 
     /// Layer norm or RMSNorm (by the configuration) of N rows; `weight`/`bias` index the parameters.
     @inline(__always)
-    private func normForward(out: FloatBuffer, mean: FloatBuffer, rstd: FloatBuffer, input: FloatBuffer, weight: Int, bias: Int?, N: Int) {
+    public func normForward(out: FloatBuffer, mean: FloatBuffer, rstd: FloatBuffer, input: FloatBuffer, weight: Int, bias: Int?, N: Int) {
         let par = parameters
         switch config.norm {
         case .layernorm:
