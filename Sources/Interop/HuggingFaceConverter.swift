@@ -161,21 +161,23 @@ public enum HuggingFaceConverter {
         guard case .bpe(let bpe) = codec else {
             throw InteropError.unsupported("a character-level tokenizer", hint: "Hugging Face and llama.cpp need a BPE tokenizer; train one with `swiftgpt tokenizer train`")
         }
-        var tensors: [(name: String, shape: [Int], values: [Float])] = []
-        let host = Dictionary(uniqueKeysWithValues: model.hostTensors(model.parameters).map { ($0.name, ($0.shape, $0.values)) })
+        // Each HF tensor with a closure that makes its values from one downloaded parameter, so the
+        // file is streamed and the weights never exist twice in memory.
+        var tensors: [(name: String, shape: [Int], values: () -> [Float])] = []
         for mapping in HuggingFaceFormat.mappings(config, modelType: modelType, prefix: "transformer.") {
-            let (shape, values) = host[mapping.ours]!
+            let shape = model.parameters.entries.first { $0.name == mapping.ours }!.shape
             let columns = shape.count == 2 ? shape[1] : 1
             let rows = mapping.vocabularyTable ? config.vocabSize : shape[0]
-            let used = Array(values.prefix(rows * columns))
+            let used = { Array(model.parameter(mapping.ours)!.prefix(rows * columns)) }
             if let partRows = HuggingFaceFormat.partRows(mapping, config) {
                 var start = 0
                 for (part, n) in zip(mapping.parts, partRows) {
-                    tensors.append((part, shape.count == 2 ? [n, columns] : [n], Array(used[(start * columns)..<((start + n) * columns)])))
+                    let range = (start * columns)..<((start + n) * columns)
+                    tensors.append((part, shape.count == 2 ? [n, columns] : [n], { Array(used()[range]) }))
                     start += n
                 }
             } else if mapping.transposed {
-                tensors.append((mapping.parts[0], [columns, rows], transpose(used, rows: rows, cols: columns)))
+                tensors.append((mapping.parts[0], [columns, rows], { transpose(used(), rows: rows, cols: columns) }))
             } else {
                 tensors.append((mapping.parts[0], shape.count == 2 ? [rows, columns] : [rows], used))
             }
@@ -184,10 +186,10 @@ public enum HuggingFaceConverter {
             // HF's GPT-2 always has linear biases: zeros give the same function.
             for l in 0..<config.layers {
                 let p = "transformer.h.\(l)."
-                tensors += [(p + "attn.c_attn.bias", [config.qkvWidth], [Float](repeating: 0, count: config.qkvWidth)),
-                            (p + "attn.c_proj.bias", [config.width], [Float](repeating: 0, count: config.width)),
-                            (p + "mlp.c_fc.bias", [config.hiddenWidth], [Float](repeating: 0, count: config.hiddenWidth)),
-                            (p + "mlp.c_proj.bias", [config.width], [Float](repeating: 0, count: config.width))]
+                for (name, n) in [("attn.c_attn.bias", config.qkvWidth), ("attn.c_proj.bias", config.width),
+                                  ("mlp.c_fc.bias", config.hiddenWidth), ("mlp.c_proj.bias", config.width)] {
+                    tensors.append((p + name, [n], { [Float](repeating: 0, count: n) }))
+                }
             }
         }
         let fm = FileManager.default
@@ -195,7 +197,13 @@ public enum HuggingFaceConverter {
             throw InteropError.ioFailure(path: directory, reason: "could not create the folder (\(error))")
         }
         let eot = codec.endOfText.map(Int.init)
-        try write(try SafetensorsFile.encode(tensors, metadata: ["format": "pt"]), to: directory + "/model.safetensors")
+        let header = try SafetensorsFile.header(tensors.map { ($0.name, $0.shape) }, metadata: ["format": "pt"])
+        do {
+            try AtomicFile.write(to: directory + "/model.safetensors") { emit in
+                try header.withUnsafeBytes { try emit($0) }
+                for t in tensors { try t.values().withUnsafeBytes { try emit($0) } }  // little-endian hosts only
+            }
+        } catch { throw InteropError.ioFailure(path: directory + "/model.safetensors", reason: "\(error)") }
         try write(try HuggingFaceFormat.configJSON(config, modelType: modelType, bos: eot, eos: eot), to: directory + "/config.json")
         try write(try bpe.huggingFaceJSON(), to: directory + "/tokenizer.json")
         var tokenizerConfig: [String: Any] = ["tokenizer_class": "PreTrainedTokenizerFast", "model_max_length": config.contextLength,
