@@ -200,9 +200,11 @@ public struct GPTConfig: Codable, Equatable, Sendable {
         case "char-baby": return (GPTConfig(vocabSize: 65, contextLength: 64, layers: 4, heads: 4, width: 128), 12)
         case "char-small": return (GPTConfig(vocabSize: 65, contextLength: 256, layers: 6, heads: 6, width: 384), 64)
         case "gpt2-124m": return (GPTConfig(vocabSize: 50257, contextLength: 1024, layers: 12, heads: 12, width: 768), 4)
+        case "llama-small":
+            return (GPTConfig.llama(vocabSize: 65, contextLength: 256, layers: 6, heads: 6, width: 384, kvHeads: 2), 64)
         default: return nil
         }
     }
 
-    public static let presetNames = ["char-baby", "char-small", "gpt2-124m"]
+    public static let presetNames = ["char-baby", "char-small", "gpt2-124m", "llama-small"]
 }

@@ -9,14 +9,15 @@ struct BenchTrainCommand: AsyncParsableCommand {
         discussion: """
             Each step is forward + backward + AdamW (gradient clipping at 1.0) on random tokens, \
             after warm-up steps. Configs: char-baby (vocab 65, 4 layers, 4 heads, width 128, \
-            context 64, batch 12), char-small (65, 6/6/384, 256, 64), gpt2-124m (50257, 12/12/768, \
+            context 64, batch 12), char-small (65, 6/6/384, 256, 64), llama-small (char-small with rope, \
+            RMSNorm, SwiGLU 1024, 2 key/value heads, no biases, untied head), gpt2-124m (50257, 12/12/768, \
             1024, 4). GFLOP/s counts 6 FLOPs per weight of every matrix product per token plus \
             12·L·T·C for attention (the nanoGPT/PaLM convention); MFU is against this machine's \
             measured multi-core sgemm rate.
             """
     )
 
-    @Option(help: "Benchmark configuration: char-baby, char-small or gpt2-124m.") var config: String = "char-baby"
+    @Option(help: "Benchmark configuration: char-baby, char-small, llama-small or gpt2-124m.") var config: String = "char-baby"
     @Option(help: "Override the configuration's batch size.") var batch: Int?
     @Option(help: "Timed steps (default: 20, 3 or 2 by config size).") var steps: Int?
     @Option(help: "Untimed warm-up steps.") var warmup: Int = 1
@@ -31,7 +32,7 @@ struct BenchTrainCommand: AsyncParsableCommand {
         guard device == "cpu" else { throw ValidationError("--device \(device) is not available in this build; use cpu") }
         let B = batch ?? preset.batchSize
         guard B > 0 else { throw ValidationError("--batch must be positive") }
-        let timed = steps ?? (config == "char-baby" ? 20 : config == "char-small" ? 3 : 2)
+        let timed = steps ?? (config == "char-baby" ? 20 : config == "char-small" || config == "llama-small" ? 3 : 2)
         guard timed > 0, warmup >= 0 else { throw ValidationError("--steps must be positive and --warmup not negative") }
         let result = try TrainBenchmark.run(name: config, config: preset.config, batchSize: B, steps: timed,
                                             warmup: warmup, profile: profile, log: json ? nil : { print($0) })

@@ -34,12 +34,16 @@ import time
 import torch
 import torch.nn.functional as F
 import transformers
-from transformers import GPT2Config, GPT2LMHeadModel
+from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
 CONFIGS = {
     "char-baby": dict(vocab=65, layers=4, heads=4, width=128, context=64, batch=12, steps=20),
     "char-small": dict(vocab=65, layers=6, heads=6, width=384, context=256, batch=64, steps=3),
     "gpt2-124m": dict(vocab=50257, layers=12, heads=12, width=768, context=1024, batch=4, steps=2),
+    # Llama-style (rope, RMSNorm, SwiGLU 1024, 2 key/value heads, no biases, untied head): SwiftGPT's
+    # `--arch llama` at char-small's size.
+    "llama-small": dict(vocab=65, layers=6, heads=6, width=384, context=256, batch=64, steps=3, llama=True,
+                        kv_heads=2, ffn=1024),
 }
 
 FLOPS_FORMULA = (
@@ -56,6 +60,15 @@ def peak_rss_mb() -> float:
 
 
 def build_model(cfg, attn):
+    if cfg.get("llama"):
+        hf = LlamaConfig(
+            vocab_size=cfg["vocab"], hidden_size=cfg["width"], intermediate_size=cfg["ffn"],
+            num_hidden_layers=cfg["layers"], num_attention_heads=cfg["heads"], num_key_value_heads=cfg["kv_heads"],
+            max_position_embeddings=cfg["context"], rms_norm_eps=1e-5, tie_word_embeddings=False,
+            attention_bias=False, mlp_bias=False, bos_token_id=None, eos_token_id=None,
+        )
+        hf._attn_implementation = attn
+        return LlamaForCausalLM(hf).float().train()
     hf = GPT2Config(
         vocab_size=cfg["vocab"], n_positions=cfg["context"], n_embd=cfg["width"],
         n_layer=cfg["layers"], n_head=cfg["heads"], activation_function="gelu_new",
@@ -94,7 +107,7 @@ def main():
 
     params = [p for p in model.parameters()]  # tied wte/lm_head appears once
     n_params = sum(p.numel() for p in params)
-    n_wpe = model.transformer.wpe.weight.numel()
+    n_wpe = 0 if cfg.get("llama") else model.transformer.wpe.weight.numel()
     n_flop_params = n_params - n_wpe
     flops_per_token = 6 * n_flop_params + 6 * L * T * C
     flops_per_token_full = 6 * n_flop_params + 12 * L * T * C

@@ -3,7 +3,7 @@
 # in one run, alternating so both see the same machine state. Prints one line per run and the
 # ratio of medians per config.
 #
-#   Tools/reference/compare_train.sh [config ...]      (default: char-baby char-small gpt2-124m)
+#   Tools/reference/compare_train.sh [config ...]      (default: char-baby char-small gpt2-124m; also llama-small)
 #   REPEATS=3 Tools/reference/compare_train.sh char-small
 set -euo pipefail
 cd "$(dirname "$0")/../.."
