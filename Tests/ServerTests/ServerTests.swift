@@ -66,7 +66,8 @@ final class ServerTests: XCTestCase {
                 }
             }
             try await client.execute(uri: "/v1/chat/completions", method: .post,
-                                     body: json(["model": "tiny", "messages": [["role": "user", "content": "Hello"]], "max_tokens": 3])) { _ in }
+                                     body: json(["model": "tiny", "messages": [["role": "user", "content": "Hello"]], "max_tokens": 3,
+                                                 "seed": 3])) { _ in }  // seeded: an unseeded draw may pick a stop token first
             try await client.execute(uri: "/metrics", method: .get) { r in
                 let text = String(buffer: r.body)
                 XCTAssertTrue(text.contains("swiftgpt_generated_tokens_total"), text)
