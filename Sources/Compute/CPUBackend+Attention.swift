@@ -89,51 +89,51 @@ extension CPUBackend {
             let Pd = drop == nil ? P : dP + bs * T  // (bs, T) probabilities after dropout
             let lo = tasks * chunk / chunks, hi = tasks * (chunk + 1) / chunks
             for pair in lo..<hi {
-              let b = pair / KVH, g = pair % KVH
-              for h in (g * group)..<((g + 1) * group) {
-                let task = b * NH + h
-                let Q = qkv + b * T * W + h * hs
-                let K = qkv + b * T * W + C + g * hs, Vv = K + KVH * hs
-                let dQ = dqkv + b * T * W + h * hs
-                let dK = dqkv + b * T * W + C + g * hs, dV = dK + KVH * hs
-                let dO = dout + b * T * C + h * hs
-                let L = lse + task * T
-                var r0 = 0
-                while r0 < T {
-                    let r1 = min(T, r0 + bs), m = r1 - r0
-                    sgemm(transA: false, transB: true, m: m, n: r1, k: hs, alpha: scale,
-                          a: Q + r0 * W, lda: W, b: K, ldb: W, beta: 0, c: P, ldc: T)
-                    for i in r0..<r1 {
-                        let row = P + (i - r0) * T
-                        probabilitiesFromLSE(row, valid: i + 1, total: r1, lse: L[i])
-                        if let drop {
-                            let rowD = Pd + (i - r0) * T
-                            rowD.update(from: row, count: r1)
-                            applyAttentionDropout(rowD, count: i + 1, drop: drop, rowIndex: task * T + i, T: T)
+                let b = pair / KVH, g = pair % KVH
+                for h in (g * group)..<((g + 1) * group) {
+                    let task = b * NH + h
+                    let Q = qkv + b * T * W + h * hs
+                    let K = qkv + b * T * W + C + g * hs, Vv = K + KVH * hs
+                    let dQ = dqkv + b * T * W + h * hs
+                    let dK = dqkv + b * T * W + C + g * hs, dV = dK + KVH * hs
+                    let dO = dout + b * T * C + h * hs
+                    let L = lse + task * T
+                    var r0 = 0
+                    while r0 < T {
+                        let r1 = min(T, r0 + bs), m = r1 - r0
+                        sgemm(transA: false, transB: true, m: m, n: r1, k: hs, alpha: scale,
+                              a: Q + r0 * W, lda: W, b: K, ldb: W, beta: 0, c: P, ldc: T)
+                        for i in r0..<r1 {
+                            let row = P + (i - r0) * T
+                            probabilitiesFromLSE(row, valid: i + 1, total: r1, lse: L[i])
+                            if let drop {
+                                let rowD = Pd + (i - r0) * T
+                                rowD.update(from: row, count: r1)
+                                applyAttentionDropout(rowD, count: i + 1, drop: drop, rowIndex: task * T + i, T: T)
+                            }
                         }
-                    }
-                    // dPd = dO[r0..<r1] · V[0..<r1]ᵀ
-                    sgemm(transA: false, transB: true, m: m, n: r1, k: hs, alpha: 1,
-                          a: dO + r0 * C, lda: C, b: Vv, ldb: W, beta: 0, c: dP, ldc: T)
-                    // dV[0..<r1] += Pdᵀ · dO[r0..<r1]
-                    sgemm(transA: true, transB: false, m: r1, n: hs, k: m, alpha: 1,
-                          a: Pd, lda: T, b: dO + r0 * C, ldb: C, beta: 1, c: dV, ldc: W)
-                    for i in r0..<r1 {
-                        let p = P + (i - r0) * T, dp = dP + (i - r0) * T
-                        if let drop {
-                            applyAttentionDropout(dp, count: i + 1, drop: drop, rowIndex: task * T + i, T: T)
+                        // dPd = dO[r0..<r1] · V[0..<r1]ᵀ
+                        sgemm(transA: false, transB: true, m: m, n: r1, k: hs, alpha: 1,
+                              a: dO + r0 * C, lda: C, b: Vv, ldb: W, beta: 0, c: dP, ldc: T)
+                        // dV[0..<r1] += Pdᵀ · dO[r0..<r1]
+                        sgemm(transA: true, transB: false, m: r1, n: hs, k: m, alpha: 1,
+                              a: Pd, lda: T, b: dO + r0 * C, ldb: C, beta: 1, c: dV, ldc: W)
+                        for i in r0..<r1 {
+                            let p = P + (i - r0) * T, dp = dP + (i - r0) * T
+                            if let drop {
+                                applyAttentionDropout(dp, count: i + 1, drop: drop, rowIndex: task * T + i, T: T)
+                            }
+                            softmaxBackwardRowInPlace(dp, probabilities: p, valid: i + 1, total: r1)
                         }
-                        softmaxBackwardRowInPlace(dp, probabilities: p, valid: i + 1, total: r1)
+                        // dQ[r0..<r1] += scale · dS · K[0..<r1]
+                        sgemm(transA: false, transB: false, m: m, n: hs, k: r1, alpha: scale,
+                              a: dP, lda: T, b: K, ldb: W, beta: 1, c: dQ + r0 * W, ldc: W)
+                        // dK[0..<r1] += scale · dSᵀ · Q[r0..<r1]
+                        sgemm(transA: true, transB: false, m: r1, n: hs, k: m, alpha: scale,
+                              a: dP, lda: T, b: Q + r0 * W, ldb: W, beta: 1, c: dK, ldc: W)
+                        r0 = r1
                     }
-                    // dQ[r0..<r1] += scale · dS · K[0..<r1]
-                    sgemm(transA: false, transB: false, m: m, n: hs, k: r1, alpha: scale,
-                          a: dP, lda: T, b: K, ldb: W, beta: 1, c: dQ + r0 * W, ldc: W)
-                    // dK[0..<r1] += scale · dSᵀ · Q[r0..<r1]
-                    sgemm(transA: true, transB: false, m: r1, n: hs, k: m, alpha: scale,
-                          a: dP, lda: T, b: Q + r0 * W, ldb: W, beta: 1, c: dK, ldc: W)
-                    r0 = r1
                 }
-              }
             }
         }
     }

@@ -113,39 +113,13 @@ public enum HuggingFaceConverter {
         }
         let model = try GPT(config: config, backend: CPUBackend())
         let entries = Dictionary(uniqueKeysWithValues: model.parameters.entries.map { ($0.name, $0) })
-        for mapping in HuggingFaceFormat.mappings(config, modelType: modelType, prefix: prefix) {
-            let entry = entries[mapping.ours]!
-            var values: [Float] = []
-            values.reserveCapacity(entry.count)
-            var rows = 0
-            for part in mapping.parts {
-                var (shape, data) = try tensors.tensor(part)
-                if mapping.transposed {
-                    guard shape.count == 2 else { throw shapeError(part, shape, expected: "2 dimensions", directory) }
-                    data = transpose(data, rows: shape[0], cols: shape[1])
-                    shape = [shape[1], shape[0]]
-                }
-                let expectedColumns = entry.shape.count == 2 ? entry.shape[1] : 1
-                let partRows = shape.count == 2 ? shape[0] : (shape.count == 1 ? shape[0] : -1)
-                guard (entry.shape.count == 2 && shape.count == 2 && shape[1] == expectedColumns)
-                        || (entry.shape.count == 1 && shape.count == 1) else {
-                    throw shapeError(part, shape, expected: entry.shape.count == 2 ? "[rows, \(expectedColumns)]" : "one dimension", directory)
-                }
-                rows += partRows
-                values += data
+        for mapping in HuggingFaceLayout.mappings(config, modelType: modelType, prefix: prefix) {
+            let parts = try mapping.parts.map { try tensors.tensor($0) }
+            do {
+                try model.setParameter(mapping.ours, try HuggingFaceLayout.toOurs(mapping, entry: entries[mapping.ours]!, config: config, parts: parts))
+            } catch let error as ModelError {
+                throw InteropError.badInput(path: directory, reason: "\(error)")
             }
-            let expectedRows = mapping.vocabularyTable ? config.vocabSize : entry.shape[0]
-            let isPositionTable = mapping.ours == "wpe.weight"
-            guard rows == expectedRows || (isPositionTable && rows > expectedRows) else {
-                throw InteropError.badInput(path: directory, reason:
-                    "\(mapping.parts.joined(separator: " + ")) give \(rows) rows, the configuration needs \(expectedRows) for \(mapping.ours)")
-            }
-            if isPositionTable { values = Array(values.prefix(entry.count)) }  // a capped context keeps the first rows
-            if mapping.vocabularyTable { values += [Float](repeating: 0, count: entry.count - values.count) }
-            guard values.count == entry.count else {
-                throw InteropError.badInput(path: directory, reason: "\(mapping.ours) has \(values.count) values, expected \(entry.count)")
-            }
-            try model.setParameter(mapping.ours, values)
         }
         try Checkpoint.save(model: model, codec: codec, state: nil, to: output)
         return ConversionReport(modelType: modelType, config: config, parameterCount: config.parameterCount,
@@ -161,47 +135,38 @@ public enum HuggingFaceConverter {
         guard case .bpe(let bpe) = codec else {
             throw InteropError.unsupported("a character-level tokenizer", hint: "Hugging Face and llama.cpp need a BPE tokenizer; train one with `swiftgpt tokenizer train`")
         }
-        // Each HF tensor with a closure that makes its values from one downloaded parameter, so the
-        // file is streamed and the weights never exist twice in memory.
-        var tensors: [(name: String, shape: [Int], values: () -> [Float])] = []
-        for mapping in HuggingFaceFormat.mappings(config, modelType: modelType, prefix: "transformer.") {
-            let shape = model.parameters.entries.first { $0.name == mapping.ours }!.shape
-            let columns = shape.count == 2 ? shape[1] : 1
-            let rows = mapping.vocabularyTable ? config.vocabSize : shape[0]
-            let used = { Array(model.parameter(mapping.ours)!.prefix(rows * columns)) }
-            if let partRows = HuggingFaceFormat.partRows(mapping, config) {
-                var start = 0
-                for (part, n) in zip(mapping.parts, partRows) {
-                    let range = (start * columns)..<((start + n) * columns)
-                    tensors.append((part, shape.count == 2 ? [n, columns] : [n], { Array(used()[range]) }))
-                    start += n
-                }
-            } else if mapping.transposed {
-                tensors.append((mapping.parts[0], [columns, rows], { transpose(used(), rows: rows, cols: columns) }))
-            } else {
-                tensors.append((mapping.parts[0], shape.count == 2 ? [rows, columns] : [rows], used))
-            }
-        }
+        // The file is streamed: each parameter is downloaded once, when its HF tensors are written,
+        // so the weights never exist twice in memory.
+        let mappings = HuggingFaceLayout.mappings(config, modelType: modelType, prefix: "transformer.")
+        let entries = Dictionary(uniqueKeysWithValues: model.parameters.entries.map { ($0.name, $0) })
+        var names = mappings.flatMap { HuggingFaceLayout.huggingFaceShapes($0, entry: entries[$0.ours]!, config: config) }
+        var zeroBiases: [(name: String, shape: [Int])] = []
         if modelType == "gpt2" && !config.bias {
             // HF's GPT-2 always has linear biases: zeros give the same function.
             for l in 0..<config.layers {
-                let p = "transformer.h.\(l)."
                 for (name, n) in [("attn.c_attn.bias", config.qkvWidth), ("attn.c_proj.bias", config.width),
                                   ("mlp.c_fc.bias", config.hiddenWidth), ("mlp.c_proj.bias", config.width)] {
-                    tensors.append((p + name, [n], { [Float](repeating: 0, count: n) }))
+                    zeroBiases.append(("transformer.h.\(l)." + name, [n]))
                 }
             }
+            names += zeroBiases
         }
         let fm = FileManager.default
         do { try fm.createDirectory(atPath: directory, withIntermediateDirectories: true) } catch {
             throw InteropError.ioFailure(path: directory, reason: "could not create the folder (\(error))")
         }
         let eot = codec.endOfText.map(Int.init)
-        let header = try SafetensorsFile.header(tensors.map { ($0.name, $0.shape) }, metadata: ["format": "pt"])
+        let header = try SafetensorsFile.header(names, metadata: ["format": "pt"])
         do {
             try AtomicFile.write(to: directory + "/model.safetensors") { emit in
                 try header.withUnsafeBytes { try emit($0) }
-                for t in tensors { try t.values().withUnsafeBytes { try emit($0) } }  // little-endian hosts only
+                for mapping in mappings {  // little-endian hosts only
+                    let values = model.parameter(mapping.ours)!
+                    for t in HuggingFaceLayout.toHuggingFace(mapping, entry: entries[mapping.ours]!, config: config, values: values) {
+                        try t.values.withUnsafeBytes { try emit($0) }
+                    }
+                }
+                for bias in zeroBiases { try [Float](repeating: 0, count: bias.shape[0]).withUnsafeBytes { try emit($0) } }
             }
         } catch { throw InteropError.ioFailure(path: directory + "/model.safetensors", reason: "\(error)") }
         try write(try HuggingFaceFormat.configJSON(config, modelType: modelType, bos: eot, eos: eot), to: directory + "/config.json")
@@ -229,18 +194,5 @@ public enum HuggingFaceConverter {
         }
     }
 
-    private static func shapeError(_ name: String, _ shape: [Int], expected: String, _ directory: String) -> InteropError {
-        .badInput(path: directory, reason: "tensor \(name) has shape \(shape), expected \(expected)")
-    }
 }
 
-/// (rows, cols) row-major → (cols, rows) row-major.
-func transpose(_ values: [Float], rows: Int, cols: Int) -> [Float] {
-    var out = [Float](repeating: 0, count: values.count)
-    values.withUnsafeBufferPointer { src in
-        out.withUnsafeMutableBufferPointer { dst in
-            for r in 0..<rows { for c in 0..<cols { dst[c * rows + r] = src[r * cols + c] } }
-        }
-    }
-    return out
-}

@@ -1,77 +1,12 @@
-// Hugging Face model directories: config.json for the `gpt2` and `llama` model types, the tensor
-// names of GPT2LMHeadModel and LlamaForCausalLM, and how each maps onto SwiftGPT's layout.
-//
-// Our layout fuses some HF tensors: the query/key/value projections are one (C + 2·kvWidth, C)
-// matrix, and SwiGLU's gate and up projections one (2H, C) matrix (gate rows first). HF's GPT-2
-// stores its linear weights as Conv1D (in, out); ours are (out, in) like torch.nn.Linear. Our
-// vocabulary tables are padded to a multiple of 64 rows; HF's are not.
+// Hugging Face config.json for the `gpt2` and `llama` model types, both ways. The tensor mapping
+// is Model's HuggingFaceLayout.
 
 import Foundation
 import Model
 
-/// One of our parameters and the HF tensors it is made of (stacked by rows, in order).
-struct TensorMapping {
-    let ours: String
-    let parts: [String]
-    /// HF stores this tensor transposed (GPT-2's Conv1D).
-    let transposed: Bool
-    /// A vocabulary table: our copy has padding rows that HF's does not.
-    let vocabularyTable: Bool
-}
-
 enum HuggingFaceFormat {
     /// Context length of imported models when the checkpoint allows more and --context is not given.
     static let defaultMaxContext = 8192
-
-    /// The tensors of `config`'s model in HF naming, for `modelType` "gpt2" or "llama".
-    static func mappings(_ config: GPTConfig, modelType: String, prefix: String) -> [TensorMapping] {
-        var out: [TensorMapping] = []
-        for entry in GPTLayout.parameterEntries(config) {
-            let name = entry.name
-            let table = name == "wte.weight" || name == "lm_head.weight"
-            if modelType == "gpt2" {
-                let hf = name == "lm_head.weight" ? name : prefix + name
-                let conv1D = entry.shape.count == 2 && (name.hasSuffix("c_attn.weight") || name.hasSuffix("c_proj.weight")
-                                                         || name.hasSuffix("c_fc.weight"))
-                out.append(TensorMapping(ours: name, parts: [hf], transposed: conv1D, vocabularyTable: table))
-                continue
-            }
-            // llama
-            let parts: [String]
-            switch name {
-            case "wte.weight": parts = ["model.embed_tokens.weight"]
-            case "lm_head.weight": parts = ["lm_head.weight"]
-            case "ln_f.weight": parts = ["model.norm.weight"]
-            default:
-                // h.<l>.<rest>
-                let pieces = name.split(separator: ".", maxSplits: 2).map(String.init)
-                let layer = "model.layers.\(pieces[1])."
-                let rest = pieces[2]
-                let kind = rest.hasSuffix(".bias") ? "bias" : "weight"
-                switch rest {
-                case "ln_1.weight": parts = [layer + "input_layernorm.weight"]
-                case "ln_2.weight": parts = [layer + "post_attention_layernorm.weight"]
-                case "attn.c_attn.weight", "attn.c_attn.bias":
-                    parts = ["q_proj", "k_proj", "v_proj"].map { layer + "self_attn.\($0).\(kind)" }
-                case "attn.c_proj.weight", "attn.c_proj.bias": parts = [layer + "self_attn.o_proj.\(kind)"]
-                case "mlp.c_fc.weight", "mlp.c_fc.bias": parts = ["gate_proj", "up_proj"].map { layer + "mlp.\($0).\(kind)" }
-                case "mlp.c_proj.weight", "mlp.c_proj.bias": parts = [layer + "mlp.down_proj.\(kind)"]
-                default: parts = [layer + rest]
-                }
-            }
-            out.append(TensorMapping(ours: name, parts: parts, transposed: false, vocabularyTable: table))
-        }
-        return out
-    }
-
-    /// Rows of each HF part of a fused tensor of ours (query/key/value, gate/up).
-    static func partRows(_ mapping: TensorMapping, _ config: GPTConfig) -> [Int]? {
-        switch mapping.parts.count {
-        case 3: return [config.width, config.kvWidth, config.kvWidth]
-        case 2: return [config.hiddenWidth, config.hiddenWidth]
-        default: return nil
-        }
-    }
 
     /// The model type HF knows this configuration as, or an error saying why none fits.
     static func modelType(for config: GPTConfig) throws -> String {
