@@ -1,5 +1,11 @@
 // Small vectorised helpers shared by the CPU kernels: unaligned SIMD8 loads/stores, exp, tanh.
 
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 public typealias Float8 = SIMD8<Float>
 
 @inline(__always)
@@ -60,3 +66,36 @@ func horizontalSum(_ v: Float8) -> Float { v.sum() }
 
 @inline(__always)
 func horizontalMax(_ v: Float8) -> Float { v.max() }
+
+/// The largest of `count` (> 0) floats and the smallest index holding it (NaN-free input).
+public func firstArgmax(_ x: UnsafePointer<Float>, _ count: Int) -> (index: Int, value: Float) {
+    var best = Float8(repeating: -.infinity)
+    var i = 0
+    while i + 8 <= count { let v = load8(x + i); best = best.replacing(with: v, where: v .> best); i += 8 }
+    var mx = best.max()
+    while i < count { mx = max(mx, x[i]); i += 1 }
+    for j in 0..<count where x[j] == mx { return (j, mx) }
+    return (0, x[0])
+}
+
+/// log Σ e^x over `count` (> 0) floats: the maximum first, then e^(x - max) eight lanes at a time
+/// in two single-precision accumulators, whose totals go into a double every 128 elements.
+public func logSumExp(_ x: UnsafePointer<Float>, _ count: Int) -> Float {
+    let mx = firstArgmax(x, count).value
+    guard mx > -.infinity else { return mx }
+    let m8 = Float8(repeating: mx)
+    var sum: Double = 0
+    var i = 0
+    while i + 128 <= count {
+        var a = Float8(), b = Float8()
+        for k in stride(from: i, to: i + 128, by: 16) {
+            a += exp8(load8(x + k) - m8)
+            b += exp8(load8(x + k + 8) - m8)
+        }
+        sum += Double((a + b).sum())
+        i += 128
+    }
+    while i + 8 <= count { sum += Double(exp8(load8(x + i) - m8).sum()); i += 8 }
+    while i < count { sum += Double(expScalar(x[i] - mx)); i += 1 }
+    return mx + Float(log(sum))
+}

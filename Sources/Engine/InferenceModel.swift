@@ -61,6 +61,9 @@ public final class InferenceModel: @unchecked Sendable {
     private var quantizedStorage: Int8Buffer?
     private var scaleStorage: FloatBuffer?
     private var headScratch: Arena?
+    /// Logits handed to the caller, and the padded rows they are cut from (reused between steps).
+    private var hostLogits: [Float] = []
+    private var paddedHostLogits: [Float] = []
     /// Bumped whenever something other than the Engine overwrites the cache (scoring), so the
     /// Engine knows its record of what the slots hold is stale.
     public private(set) var cacheEpoch = 0
@@ -212,12 +215,24 @@ public final class InferenceModel: @unchecked Sendable {
         let n = inputs.count
         let last = work[9].slice(0, n * C), lastLn = work[10].slice(0, n * C), logits = work[13].slice(0, n * Vp)
         head(out: logits, hidden: last, ln: lastLn, mean: work[11], rstd: work[12], N: n)
-        var padded = [Float](repeating: 0, count: n * Vp)
-        padded.withUnsafeMutableBufferPointer { backend.download(logits, into: $0) }
-        if V == Vp { return padded }
-        var out = [Float](repeating: 0, count: n * V)
-        for i in 0..<n { for v in 0..<V { out[i * V + v] = padded[i * Vp + v] } }
-        return out
+        // Host buffers are reused from step to step (a fresh 1.6 MB array per decoding step of a
+        // batch of 8 cost page faults and zeroing); a caller still holding the previous result
+        // keeps its own copy (copy on write).
+        if hostLogits.count != n * V { hostLogits = [Float](repeating: 0, count: n * V) }
+        if V == Vp {
+            hostLogits.withUnsafeMutableBufferPointer { backend.download(logits, into: $0) }
+            return hostLogits
+        }
+        if paddedHostLogits.count < n * Vp { paddedHostLogits = [Float](repeating: 0, count: n * Vp) }
+        paddedHostLogits.withUnsafeMutableBufferPointer { padded in
+            backend.download(logits, into: UnsafeMutableBufferPointer(rebasing: padded[0..<(n * Vp)]))
+            hostLogits.withUnsafeMutableBufferPointer { out in
+                for i in 0..<n {
+                    (out.baseAddress! + i * V).update(from: padded.baseAddress! + i * Vp, count: V)
+                }
+            }
+        }
+        return hostLogits
     }
 
     private func check(_ inputs: [SequenceInput]) throws {

@@ -120,6 +120,11 @@ public struct Sampler: Sendable {
     private mutating func distribution(logits: UnsafeBufferPointer<Float>, sorted: Bool) -> [TokenProbability] {
         let p = parameters
         let V = logits.count
+        if p.temperature == 0 && p.logitBias.isEmpty && p.repetitionPenalty == 1 && p.presencePenalty == 0
+            && p.frequencyPenalty == 0 {
+            // Plain greedy: nothing modifies the logits, so no working copy.
+            return [TokenProbability(id: Int32(firstArgmax(logits.baseAddress!, V).index), probability: 1)]
+        }
         if work.count != V { work = [Float](repeating: 0, count: V) }
         return work.withUnsafeMutableBufferPointer { x -> [TokenProbability] in
             _ = x.initialize(from: logits)
@@ -136,9 +141,7 @@ public struct Sampler: Sendable {
                 }
             }
             if p.temperature == 0 {
-                var best = 0
-                for i in 1..<V where x[i] > x[best] { best = i }
-                return [TokenProbability(id: Int32(best), probability: 1)]
+                return [TokenProbability(id: Int32(firstArgmax(x.baseAddress!, V).index), probability: 1)]
             }
             let invT = 1 / p.temperature
             for i in 0..<V { x[i] *= invT }
@@ -268,11 +271,7 @@ struct BinaryMinHeap {
 
 /// Log-probabilities under the raw logits: of `id`, and the `top` most likely tokens.
 public func logprobs(logits: UnsafeBufferPointer<Float>, of id: Int32, top: Int) -> (TokenLogprob, [TokenLogprob]) {
-    var mx = -Float.infinity
-    for v in logits { mx = max(mx, v) }
-    var sum: Double = 0
-    for v in logits { sum += Double(expScalar(v - mx)) }
-    let lse = mx + Float(log(sum))
+    let lse = logSumExp(logits.baseAddress!, logits.count)
     let chosen = TokenLogprob(id: id, logprob: logits[Int(id)] - lse)
     guard top > 0 else { return (chosen, []) }
     let k = min(top, logits.count)

@@ -14,11 +14,33 @@ struct BenchMatmulCommand: AsyncParsableCommand {
 
     @Option(help: "Matrix size n for an n×n×n product.") var size: Int = 1024
     @Option(help: "Timed repetitions (the median is reported).") var repeats: Int = 10
+    @Option(help: """
+        Decode-shaped product instead: this many input rows (1-32) times a (--outputs, --size) weight \
+        matrix, cycling through enough weight copies (~512 MB) that every product reads its weights \
+        from memory, as generation does.
+        """) var rows: Int?
+    @Option(help: "Output channels of the decode-shaped product (with --rows).") var outputs: Int = 3072
+    @Flag(help: "With --rows: one weight copy, read from cache after the first run (arithmetic alone, no memory stream).")
+    var inCache = false
     @Flag(help: "Print one JSON object on the last line.") var json = false
 
     func run() async throws {
         guard size > 0, size <= 16384 else { throw ValidationError("--size must be in 1...16384") }
         guard repeats > 0 else { throw ValidationError("--repeats must be positive") }
+        if let rows {
+            guard (1...32).contains(rows), outputs > 0, outputs <= 65536 else {
+                throw ValidationError("--rows must be in 1...32 and --outputs in 1...65536")
+            }
+            let r = try MatmulBenchmark.runDecodeShaped(rows: rows, channels: size, outputs: outputs, repeats: repeats,
+                                                         inCache: inCache)
+            if json {
+                print(try jsonLine(r))
+            } else {
+                print("\(rows) rows × (\(outputs)×\(size)) weights from \(inCache ? "cache" : "memory"): \(fmt(r.gflops)) GFLOP/s, "
+                      + "weights streamed at \(fmt(r.gbPerSec)) GB/s (\(fmt(r.microseconds, 1)) µs per product)")
+            }
+            return
+        }
         let result = try MatmulBenchmark.run(size: size, repeats: repeats)
         if json {
             print(try jsonLine(result))
@@ -55,7 +77,52 @@ struct MatmulResult: Codable {
     }
 }
 
+struct DecodeMatmulResult: Codable {
+    var rows: Int
+    var channels: Int
+    var outputs: Int
+    var gflops: Double
+    var gbPerSec: Double
+    var microseconds: Double
+
+    enum CodingKeys: String, CodingKey {
+        case rows, channels, outputs, gflops, microseconds
+        case gbPerSec = "gb_per_sec"
+    }
+}
+
 enum MatmulBenchmark {
+    /// `rows` inputs against (outputs, channels) weights that are not in cache: the products of one
+    /// decoding step. Enough weight copies to exceed the last-level cache are used in turn.
+    static func runDecodeShaped(rows: Int, channels: Int, outputs: Int, repeats: Int, inCache: Bool) throws -> DecodeMatmulResult {
+        let backend = CPUBackend()
+        let perCopy = channels * outputs
+        let copies = inCache ? 1 : max(2, (128 << 20) / perCopy)
+        let w = try backend.allocate(perCopy * copies)
+        let x = try backend.allocate(rows * channels), y = try backend.allocate(rows * outputs)
+        defer { backend.deallocate(w); backend.deallocate(x); backend.deallocate(y) }
+        var rng = SeededRandom(seed: 1)
+        for i in 0..<w.count { w.pointer[i] = rng.nextUniform() - 0.5 }
+        for i in 0..<x.count { x.pointer[i] = rng.nextUniform() - 0.5 }
+        func pass() {
+            for c in 0..<copies {
+                backend.matmulForward(out: y, input: x, weight: w.slice(c * perCopy, perCopy), bias: nil,
+                                      N: rows, C: channels, OC: outputs)
+            }
+        }
+        pass()
+        var times: [Double] = []
+        for _ in 0..<repeats {
+            let t0 = Clock.now()
+            pass()
+            times.append((Clock.now() - t0) / Double(copies))
+        }
+        let t = times.sorted()[times.count / 2]
+        return DecodeMatmulResult(rows: rows, channels: channels, outputs: outputs,
+                                  gflops: 2 * Double(rows * perCopy) / t / 1e9,
+                                  gbPerSec: Double(perCopy * 4) / t / 1e9, microseconds: t * 1e6)
+    }
+
     static func run(size n: Int, repeats: Int) throws -> MatmulResult {
         let backend = CPUBackend()
         let a = try backend.allocate(n * n), b = try backend.allocate(n * n), c = try backend.allocate(n * n)

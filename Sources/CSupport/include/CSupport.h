@@ -26,5 +26,7 @@ void sgpt_line_buffer_stdout(void);
 /// into Swift callers; used by the bandwidth-bound decode kernels to stay ahead of the hardware
 /// prefetcher.
 static inline void sgpt_prefetch(const void *p) { __builtin_prefetch(p, 0, 3); }
+/// The same into L2 only (prefetcht1): leaves L1's miss buffers to the loads in flight.
+static inline void sgpt_prefetch_l2(const void *p) { __builtin_prefetch(p, 0, 2); }
 
 #endif
