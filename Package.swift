@@ -26,6 +26,7 @@ let package = Package(
         .library(name: "Evaluation", targets: ["Evaluation"]),
         .library(name: "Server", targets: ["Server"]),
         .library(name: "Interop", targets: ["Interop"]),
+        .library(name: "CUDA", targets: ["CUDA"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -62,9 +63,13 @@ let package = Package(
             resources: [.copy("Web")], swiftSettings: optimise),
         // Hugging Face directories in and out, GGUF export for llama.cpp.
         .target(name: "Interop", dependencies: ["Model", "Compute", "Tokenizer", "Training"], swiftSettings: optimise),
+        // The NVIDIA GPU backend: driver, NVRTC and cuBLAS loaded with dlopen at run time, kernels as
+        // CUDA C compiled on first use. Building it needs no CUDA.
+        .target(name: "CUDA", dependencies: ["Compute"], swiftSettings: optimise,
+                linkerSettings: [.linkedLibrary("dl", .when(platforms: [.linux]))]),
         .executableTarget(
             name: "swiftgpt",
-            dependencies: ["CSupport", "Model", "Compute", "Tokenizer", "Training", "Engine", "Chat", "Evaluation", "Server", "Interop", .product(name: "Hummingbird", package: "hummingbird"), .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["CSupport", "Model", "Compute", "Tokenizer", "Training", "Engine", "Chat", "Evaluation", "Server", "Interop", "CUDA", .product(name: "Hummingbird", package: "hummingbird"), .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: optimise),
         .testTarget(name: "EngineTests", dependencies: ["Engine", "Model", "Compute"], exclude: ["Fixtures"]),
         .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "Engine", "Tokenizer", "Training", "Model", "Compute"], exclude: ["Fixtures"]),
@@ -75,6 +80,7 @@ let package = Package(
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Model", "Compute", "Tokenizer"], exclude: ["Fixtures"]),
         .testTarget(name: "TokenizerTests", dependencies: ["Tokenizer"], exclude: ["Fixtures"]),
         .testTarget(name: "ModelTests", dependencies: ["Model", "Compute"], exclude: ["Fixtures"]),
+        .testTarget(name: "CUDATests", dependencies: ["CUDA", "Engine", "Model", "Compute"]),
         .testTarget(name: "InteropTests", dependencies: ["Interop", "Engine", "Training", "Tokenizer", "Model", "Compute"], exclude: ["Fixtures"]),
     ]
 )

@@ -31,6 +31,8 @@ public final class Trainer {
     public let runDirectory: String
     public var resume = false
     public var initFrom: String? = nil
+    /// Where the model runs (the CPU unless a command picked `--device cuda`).
+    public var backend: any Backend = CPUBackend()
     public var log: (String) -> Void = { print($0) }
     /// Stop after this many steps of this process (tests use it to interrupt a run).
     public var stopAfter: Int? = nil
@@ -57,7 +59,7 @@ public final class Trainer {
         if let bad = train.first(where: { $0 < 0 || Int($0) >= codec.vocabularySize }) {
             throw TrainingError.badData(path: dataDirectory, reason: "token id \(bad) is outside the tokenizer's \(codec.vocabularySize); the data was prepared with another tokenizer")
         }
-        let backend = CPUBackend()
+        let backend = self.backend
         let gptConfig = try config.modelConfig(vocabSize: codec.vocabularySize)
         let fm = FileManager.default
         do { try fm.createDirectory(atPath: runDirectory, withIntermediateDirectories: true) } catch {
@@ -261,7 +263,7 @@ public final class Trainer {
 
     /// This machine's fp32 matrix-product rate (GFLOP/s, best of 4 products of 1024³), the
     /// denominator of MFU.
-    static func matmulPeak(_ backend: CPUBackend) -> Double {
+    static func matmulPeak(_ backend: any Backend) -> Double {
         let n = 1024
         guard let a = try? backend.allocate(n * n), let c = try? backend.allocate(n * n) else { return 1 }
         defer { backend.deallocate(a); backend.deallocate(c) }
@@ -269,6 +271,7 @@ public final class Trainer {
         for _ in 0..<4 {
             let t0 = MonotonicClock.now()
             backend.matmulForward(out: c, input: a, weight: a, bias: nil, N: n, C: n, OC: n)
+            backend.synchronize()
             best = max(best, 2 * Double(n * n * n) / (MonotonicClock.now() - t0) / 1e9)
         }
         return best

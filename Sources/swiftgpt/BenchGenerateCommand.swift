@@ -31,7 +31,7 @@ struct BenchGenerateCommand: AsyncParsableCommand {
     @Option(help: "Prompt length in tokens.") var promptTokens: Int = 128
     @Option(help: "New tokens per sequence.") var newTokens: Int = 64
     @Option(help: "Timed runs; the median is reported.") var repeats: Int = 3
-    @Option(help: "Device: cpu (cuda arrives with the CUDA backend).") var device: String = "cpu"
+    @OptionGroup var device: DeviceOptions
     @Flag(help: "Print one JSON object on the last line.") var json = false
     @Flag(help: "Also print the time spent in each kind of kernel.") var profile = false
 
@@ -39,7 +39,7 @@ struct BenchGenerateCommand: AsyncParsableCommand {
         guard let preset = GPTConfig.preset(config) else {
             throw ValidationError("unknown --config '\(config)'; choose one of \(GPTConfig.presetNames.joined(separator: ", "))")
         }
-        guard device == "cpu" else { throw ValidationError("--device \(device) is not available in this build; use cpu") }
+        let backend = try device.backend()
         guard let format = WeightFormat(rawValue: quantize) else {
             throw ValidationError("--quantize must be none or int8, got '\(quantize)'")
         }
@@ -50,8 +50,8 @@ struct BenchGenerateCommand: AsyncParsableCommand {
         guard promptTokens + newTokens <= T else {
             throw ValidationError("--prompt-tokens + --new-tokens must fit the context of \(T)")
         }
-        let profiler = profile ? ProfilingBackend(CPUBackend()) : nil
-        let model = try GPT(config: preset.config, backend: profiler ?? CPUBackend())
+        let profiler = profile ? ProfilingBackend(backend) : nil
+        let model = try GPT(config: preset.config, backend: profiler ?? backend)
         model.initialize(seed: 1)
         let inference = try InferenceModel(model: model, slots: batch, capacity: promptTokens + newTokens,
                                            rowsPerPass: max(256, promptTokens), weightFormat: format)

@@ -21,7 +21,7 @@ struct BenchTrainCommand: AsyncParsableCommand {
     @Option(help: "Override the configuration's batch size.") var batch: Int?
     @Option(help: "Timed steps (default: 20, 3 or 2 by config size).") var steps: Int?
     @Option(help: "Untimed warm-up steps.") var warmup: Int = 1
-    @Option(help: "Device: cpu (cuda arrives with the CUDA backend).") var device: String = "cpu"
+    @OptionGroup var device: DeviceOptions
     @Flag(help: "Print one JSON object on the last line.") var json = false
     @Flag(help: "Also print the time spent in each kind of kernel.") var profile = false
 
@@ -29,13 +29,14 @@ struct BenchTrainCommand: AsyncParsableCommand {
         guard let preset = GPTConfig.preset(config) else {
             throw ValidationError("unknown --config '\(config)'; choose one of \(GPTConfig.presetNames.joined(separator: ", "))")
         }
-        guard device == "cpu" else { throw ValidationError("--device \(device) is not available in this build; use cpu") }
+        let backend = try device.backend()
         let B = batch ?? preset.batchSize
         guard B > 0 else { throw ValidationError("--batch must be positive") }
         let timed = steps ?? (config == "char-baby" ? 20 : config == "char-small" || config == "llama-small" ? 3 : 2)
         guard timed > 0, warmup >= 0 else { throw ValidationError("--steps must be positive and --warmup not negative") }
         let result = try TrainBenchmark.run(name: config, config: preset.config, batchSize: B, steps: timed,
-                                            warmup: warmup, profile: profile, log: json ? nil : { print($0) })
+                                            warmup: warmup, profile: profile, backend: backend,
+                                            log: json ? nil : { print($0) })
         if json {
             print(try jsonLine(result))
         } else {
@@ -80,10 +81,10 @@ struct TrainResult: Codable {
 
 enum TrainBenchmark {
     static func run(name: String, config: GPTConfig, batchSize B: Int, steps: Int, warmup: Int, profile: Bool = false,
-                    log: ((String) -> Void)?) throws -> TrainResult {
+                    backend: any Backend = CPUBackend(), log: ((String) -> Void)?) throws -> TrainResult {
         let T = config.contextLength
-        let profiler = profile ? ProfilingBackend(CPUBackend()) : nil
-        let model = try GPT(config: config, backend: profiler ?? CPUBackend())
+        let profiler = profile ? ProfilingBackend(backend) : nil
+        let model = try GPT(config: config, backend: profiler ?? backend)
         model.initialize(seed: 1337)
         try model.prepareForTraining(batchSize: B, sequenceLength: T)
         var rng = SeededRandom(seed: 42)
@@ -126,7 +127,7 @@ enum TrainBenchmark {
         let gflops = flopsPerToken * tokensPerSec / 1e9
         let peak = try MatmulBenchmark.run(size: 1024, repeats: 3).gflops
         return TrainResult(
-            config: name, device: "cpu", batch: B, context: T, parameters: config.parameterCount, steps: steps,
+            config: name, device: backend.name, batch: B, context: T, parameters: config.parameterCount, steps: steps,
             tokensPerSec: tokensPerSec, stepMs: median * 1000, stepMsMean: mean * 1000, gflops: gflops,
             flopsPerToken: flopsPerToken, matmulPeakGflops: peak, mfu: gflops / peak,
             peakRssMb: peakRSSMegabytes(), arenaMb: Double(model.allocatedFloats * 4) / 1_048_576,

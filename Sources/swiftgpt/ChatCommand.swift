@@ -31,12 +31,13 @@ struct ChatCommand: AsyncParsableCommand {
     @Option(help: "System prompt (kept through the whole conversation).") var system: String?
     @Option(help: "Most tokens per reply.") var maxTokens: Int = 256
     @OptionGroup var sampling: SamplingOptions
+    @OptionGroup var device: DeviceOptions
 
     func run() async throws {
         var params = try sampling.parameters()
         if params.seed == nil { params.seed = UInt64.random(in: 0...UInt64.max) }
         guard maxTokens > 0 else { throw ValidationError("--max-tokens must be positive") }
-        let (engine, codec, directory) = try loadEngine(model, format: try sampling.weightFormat())
+        let (engine, codec, directory) = try loadEngine(model, format: try sampling.weightFormat(), backend: try device.backend())
         let session = try ChatSession(engine: engine, codec: codec, system: system, sampling: params, maxReplyTokens: maxTokens)
         let interactive = isatty(0) != 0
         let interrupt = InterruptFlag.install()

@@ -22,6 +22,7 @@ struct FineTuneOptions: ParsableArguments {
     @Option(help: "Longest example in tokens (default and maximum: the model's context + 1).") var maxLength: Int?
     @Option(help: "Stop after this many seconds (0: no limit).") var maxSeconds: Double = 0
     @Flag(help: "Reject the whole file on a malformed JSONL line instead of skipping it.") var strict = false
+    @OptionGroup var device: DeviceOptions
 
     func config(defaultLR: Float) -> FineTuneConfig {
         var c = FineTuneConfig()
@@ -76,7 +77,7 @@ struct SFTCommand: AsyncParsableCommand {
     @OptionGroup var options: FineTuneOptions
 
     func run() async throws {
-        let loaded = try Checkpoint.load(model, backend: CPUBackend())
+        let loaded = try Checkpoint.load(model, backend: try options.device.backend())
         let conversations: [[ChatMessage]]
         if let task {
             let malformed: [String]
@@ -128,8 +129,9 @@ struct DPOCommand: AsyncParsableCommand {
     @OptionGroup var options: FineTuneOptions
 
     func run() async throws {
-        let loaded = try Checkpoint.load(model, backend: CPUBackend())
-        let ref = try reference.map { try Checkpoint.load($0, backend: CPUBackend()).model }
+        let backend = try options.device.backend()
+        let loaded = try Checkpoint.load(model, backend: backend)
+        let ref = try reference.map { try Checkpoint.load($0, backend: backend).model }
         let (pairs, report) = try loadPreferencePairs(data, strict: options.strict)
         printJSONLReport(report, path: data, what: "pairs with an empty or identical reply")
         var config = options.config(defaultLR: 5e-6)

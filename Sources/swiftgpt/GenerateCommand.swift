@@ -52,8 +52,9 @@ struct SamplingOptions: ParsableArguments {
 }
 
 /// Loads a run or checkpoint folder for generation.
-func loadEngine(_ path: String, slots: Int = 1, format: WeightFormat) throws -> (engine: Engine, codec: TextCodec, directory: String) {
-    let loaded = try Checkpoint.load(path, backend: CPUBackend())
+func loadEngine(_ path: String, slots: Int = 1, format: WeightFormat,
+                backend: any Backend = CPUBackend()) throws -> (engine: Engine, codec: TextCodec, directory: String) {
+    let loaded = try Checkpoint.load(path, backend: backend)
     let inference = try InferenceModel(model: loaded.model, slots: slots, weightFormat: format)
     return (Engine(model: inference), loaded.codec, loaded.directory)
 }
@@ -76,6 +77,7 @@ struct GenerateCommand: AsyncParsableCommand {
     @Option(help: "Text to continue (empty: start from the end-of-text token).") var prompt: String = ""
     @Option(help: "Most new tokens.") var maxTokens: Int = 200
     @OptionGroup var sampling: SamplingOptions
+    @OptionGroup var device: DeviceOptions
     @Option(help: "Stop when this text appears (repeatable).") var stop: [String] = []
     @Option(help: "Report the log-probabilities of this many most likely tokens per step (--json).") var logprobs: Int = 0
     @Flag(help: "Print text as it is generated.") var stream = false
@@ -85,7 +87,7 @@ struct GenerateCommand: AsyncParsableCommand {
         let params = try sampling.parameters()
         guard maxTokens >= 0 else { throw ValidationError("--max-tokens must be ≥ 0") }
         guard logprobs >= 0 && logprobs <= 20 else { throw ValidationError("--logprobs must be in 0...20") }
-        let (engine, codec, _) = try loadEngine(model, format: try sampling.weightFormat())
+        let (engine, codec, _) = try loadEngine(model, format: try sampling.weightFormat(), backend: try device.backend())
         let generator = TextGenerator(engine: engine, codec: codec)
         let ids = try generator.encodePrompt(prompt)
         let capacity = engine.model.capacity

@@ -167,6 +167,7 @@ struct QuickstartCommand: AsyncParsableCommand {
         chat.model = modelDir
         chat.maxTokens = 48
         chat.sampling = try SamplingOptions.parse(["--temperature", "0"])
+        chat.device = try DeviceOptions.parse([])
         try await chat.run()
     }
 

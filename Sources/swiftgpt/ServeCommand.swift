@@ -32,6 +32,7 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "The model id clients use (default: the run folder's name).") var modelName: String?
     @Option(help: "Weights: none (fp32) or int8.") var quantize = "none"
     @Option(help: "Seconds running generations may take to finish on shutdown.") var shutdownGrace = 10.0
+    @OptionGroup var device: DeviceOptions
 
     func run() async throws {
         guard (1...65535).contains(port) else { throw ValidationError("--port must be in 1...65535") }
@@ -41,7 +42,7 @@ struct ServeCommand: AsyncParsableCommand {
         }
         if let apiKey, apiKey.isEmpty { throw ValidationError("--api-key must not be empty") }
         guard let format = WeightFormat(rawValue: quantize) else { throw ValidationError("--quantize must be none or int8") }
-        let loaded = try Checkpoint.load(model, backend: CPUBackend())
+        let loaded = try Checkpoint.load(model, backend: try device.backend())
         if let maxTokens, maxTokens < 1 || maxTokens > loaded.model.config.contextLength {
             throw ValidationError("--max-tokens must be in 1...\(loaded.model.config.contextLength) (the context length)")
         }

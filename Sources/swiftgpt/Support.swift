@@ -11,7 +11,9 @@ import Glibc
 import Darwin
 #endif
 
+import ArgumentParser
 import Compute
+import CUDA
 
 typealias Clock = MonotonicClock
 
@@ -54,4 +56,33 @@ func printError(_ message: String) {
 
 extension String {
     func padding(_ width: Int) -> String { count >= width ? self : self + String(repeating: " ", count: width - count) }
+}
+
+/// `--device cpu|cuda[:N]`, shared by every command that runs a model.
+struct DeviceOptions: ParsableArguments {
+    @Option(help: """
+        Where the model runs: cpu, or cuda (an NVIDIA GPU; cuda:N picks the N-th). The CUDA driver, \
+        NVRTC and cuBLAS are loaded when asked for (see Tools/cuda/README.md); nothing CUDA is needed \
+        to build or to run on the CPU.
+        """)
+    var device: String = "cpu"
+
+    /// The backend for `device`, or a clear error when it is unknown or unavailable here.
+    func backend() throws -> any Backend { try makeBackend(device: device) }
+}
+
+func makeBackend(device: String) throws -> any Backend {
+    if device == "cpu" { return CPUBackend() }
+    var index = 0
+    if device != "cuda" {
+        guard device.hasPrefix("cuda:"), let n = Int(device.dropFirst(5)), n >= 0 else {
+            throw ValidationError("unknown --device '\(device)'; use cpu, cuda or cuda:N")
+        }
+        index = n
+    }
+    do {
+        return try CUDABackend(deviceIndex: index)
+    } catch {
+        throw ValidationError("--device \(device) is not available: \(error)")
+    }
 }

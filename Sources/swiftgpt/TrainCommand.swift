@@ -62,10 +62,10 @@ struct TrainCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Stop after this many seconds of training (then evaluate and checkpoint).") var maxSeconds: Double?
     @Flag(name: .long, help: "Continue RUN/last.") var resume = false
     @Option(name: .long, help: "Start from another run's weights.") var initFrom: String?
-    @Option(name: .long, help: "cpu (cuda arrives with the CUDA backend).") var device: String = "cpu"
+    @OptionGroup var device: DeviceOptions
 
     func run() async throws {
-        guard device == "cpu" else { throw ValidationError("--device \(device) is not available in this build; use cpu") }
+        let backend = try device.backend()
         var c = TrainConfig()
         if let config {
             guard let data = try? Data(contentsOf: URL(fileURLWithPath: config)) else { throw ValidationError("cannot read --config \(config)") }
@@ -114,6 +114,7 @@ struct TrainCommand: AsyncParsableCommand {
         let trainer = Trainer(config: c, dataDirectory: data, runDirectory: out)
         trainer.resume = resume
         trainer.initFrom = initFrom
+        trainer.backend = backend
         let summary = try trainer.run()
         print("trained \(summary.steps) steps in \(fmt(summary.seconds)) s (\(fmt(summary.tokensPerSecond, 0)) tok/s); "
               + "final train loss \(fmt(summary.finalTrainLoss, 4)), val loss \(summary.finalValLoss.map { fmt($0, 4) } ?? "-"), "
