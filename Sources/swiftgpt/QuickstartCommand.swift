@@ -33,6 +33,12 @@ struct QuickstartCommand: AsyncParsableCommand {
     @Flag(help: "Do not open the chat at the end.") var noChat = false
     @Option(help: "Seconds of pre-training.") var pretrainSeconds: Double = 180
     @Option(help: "Seed of the generated world and of training.") var seed: UInt64 = 7
+    @Option(help: "Passes over the dialogues in SFT.") var sftEpochs: Double = 8
+    @Option(help: "Peak learning rate of SFT.") var sftLr: Float = 1e-3
+    @Option(help: "Passes over the preference pairs in DPO.") var dpoEpochs: Double = 2
+    @Option(help: "Peak learning rate of DPO (3e-5 cost ~10 points of task accuracy here; 1e-5 keeps it).") var dpoLr: Float = 1e-5
+    @Flag(help: "Keep OUT's data, tokenizer and pre-trained model from an earlier run and redo only fine-tuning and evaluation.")
+    var reusePretraining = false
 
     func run() async throws {
         let start = MonotonicClock.now()
@@ -41,11 +47,111 @@ struct QuickstartCommand: AsyncParsableCommand {
         try fm.createDirectory(atPath: dataDir, withIntermediateDirectories: true)
         func elapsed() -> String { "[\(Int(MonotonicClock.now() - start)) s]" }
 
-        // 1. Data.
         let world = SyntheticWorld(seed: seed)
+        let dialogues = world.dialogues()
+        let pretrainDir = out + "/pretrain"
+        var pretrain: TrainSummary? = nil
+        if reusePretraining {
+            guard fm.fileExists(atPath: pretrainDir + "/last/model.safetensors") else {
+                throw ValidationError("--reuse-pretraining: \(pretrainDir)/last holds no model; run once without the flag")
+            }
+            print("\(elapsed()) 1-3/6 reusing the data, tokenizer and pre-trained model in \(out)")
+        } else {
+            pretrain = try pretrainFromScratch(world: world, dialogues: dialogues, dataDir: dataDir, pretrainDir: pretrainDir,
+                                               elapsed: elapsed)
+        }
+
+        // 4. SFT, with task accuracy before and after.
+        let loaded = try Checkpoint.load(pretrainDir, backend: CPUBackend(), prefer: ["last"])
+        let model = loaded.model, codec = loaded.codec
+        let before = try taskAccuracy(model: model, codec: codec, questions: world.heldOutQuestions)
+        var sft = FineTuneConfig()
+        sft.epochs = sftEpochs; sft.batchSize = 32; sft.lr = sftLr; sft.minLR = sftLr / 10; sft.warmup = 10; sft.evalEvery = 40
+        sft.valFraction = 0.05; sft.seed = seed
+        print("\(elapsed()) 4/6 SFT on \(dialogues.count) dialogues (held-out task accuracy before: \(fmt(100 * before))%) → \(out)/sft")
+        _ = try SupervisedFineTuning.run(model: model, codec: codec, conversations: dialogues, config: sft,
+                                         directory: out + "/sft", log: { print("    " + $0) })
+        let after = try taskAccuracy(model: model, codec: codec, questions: world.heldOutQuestions, record: out + "/sft/heldout_answers.jsonl")
+        print("    held-out task accuracy after SFT: \(fmt(100 * after))%")
+
+        // 5. DPO: for every question, the full correct answer against the wrong answer the SFT model
+        //    finds most likely, and against the bare value. Preference accuracy before and after on
+        //    held-out questions.
+        let trainPairs = try hardestPairs(model: model, codec: codec, questions: world.trainQuestions)
+        let heldOutPairs = try hardestPairs(model: model, codec: codec, questions: world.heldOutQuestions)
+        for (pairs, name) in [(trainPairs, "dpo.jsonl"), (heldOutPairs, "dpo_heldout.jsonl")] {
+            try writeJSONL(pairs.map { p -> [String: Any] in
+                ["prompt": p.prompt.map { ["role": $0.role.rawValue, "content": $0.content] }, "chosen": p.chosen, "rejected": p.rejected]
+            }, to: dataDir + "/" + name)
+        }
+        let prefBefore = try PreferenceOptimization.score(model: model, codec: codec, pairs: heldOutPairs)
+        var dpo = FineTuneConfig()
+        dpo.epochs = dpoEpochs; dpo.batchSize = 16; dpo.lr = dpoLr; dpo.minLR = dpoLr / 10; dpo.warmup = 5; dpo.beta = 0.1
+        dpo.evalEvery = 20; dpo.valFraction = 0.05; dpo.seed = seed
+        print("\(elapsed()) 5/6 DPO on \(trainPairs.count) pairs (held-out preference accuracy before: \(fmt(100 * prefBefore.accuracy))%) → \(out)/dpo")
+        _ = try PreferenceOptimization.run(model: model, codec: codec, pairs: trainPairs, config: dpo,
+                                           directory: out + "/dpo", log: { print("    " + $0) })
+        let prefAfter = try PreferenceOptimization.score(model: model, codec: codec, pairs: heldOutPairs)
+        let afterDPO = try taskAccuracy(model: model, codec: codec, questions: world.heldOutQuestions, record: out + "/dpo/heldout_answers.jsonl")
+        let modelDir = out + "/dpo"
+        try Checkpoint.save(model: model, codec: codec, state: nil, to: modelDir + "/best")
+
+        // 6. Report.
+        let seconds = MonotonicClock.now() - start
+        struct Report: Encodable {
+            let seconds: Double
+            let pretrain_val_loss: Double?
+            let pretrain_steps: Int
+            let task_accuracy_before_sft: Double
+            let task_accuracy_after_sft: Double
+            let task_accuracy_after_dpo: Double
+            let preference_accuracy_before_dpo: Double
+            let preference_accuracy_after_dpo: Double
+            let preference_margin_before_dpo: Double
+            let preference_margin_after_dpo: Double
+            let held_out_questions: Int
+            let held_out_pairs: Int
+            let model_dir: String
+        }
+        let report = Report(seconds: seconds, pretrain_val_loss: pretrain.flatMap { $0.bestValLoss ?? $0.finalValLoss },
+                            pretrain_steps: pretrain?.steps ?? 0,
+                            task_accuracy_before_sft: before, task_accuracy_after_sft: after, task_accuracy_after_dpo: afterDPO,
+                            preference_accuracy_before_dpo: prefBefore.accuracy, preference_accuracy_after_dpo: prefAfter.accuracy,
+                            preference_margin_before_dpo: prefBefore.margin, preference_margin_after_dpo: prefAfter.margin,
+                            held_out_questions: world.heldOutQuestions.count, held_out_pairs: prefAfter.pairs, model_dir: modelDir)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        try AtomicFile.write(try encoder.encode(report), to: out + "/report.json")
+        print("""
+            \(elapsed()) 6/6 done in \(Int(seconds)) s. Pre-training val loss \(report.pretrain_val_loss.map { fmt($0, 3) } ?? "(reused run)"); \
+            held-out task accuracy \(fmt(100 * before))% → \(fmt(100 * after))% (SFT) → \(fmt(100 * afterDPO))% (DPO); \
+            held-out preference accuracy \(fmt(100 * prefBefore.accuracy))% → \(fmt(100 * prefAfter.accuracy))% (DPO).
+            Wrote \(out)/report.json; models in \(pretrainDir), \(out)/sft, \(modelDir); data in \(dataDir).
+            Next:
+              swiftgpt chat --model \(modelDir)
+              swiftgpt generate --model \(pretrainDir) --prompt "Ada lives in" --temperature 0
+              swiftgpt eval --model \(modelDir) --task preference --data \(dataDir)/dpo_heldout.jsonl
+            """)
+        if noChat { return }
+        guard isatty(0) != 0 else {
+            print("(standard input is not a terminal: skipping the chat; run the first command above)")
+            return
+        }
+        print("Opening the chat (ask e.g. \"\(world.heldOutQuestions[0].question)\"; Ctrl-D leaves).")
+        var chat = ChatCommand()
+        chat.model = modelDir
+        chat.maxTokens = 48
+        chat.sampling = try SamplingOptions.parse(["--temperature", "0"])
+        chat.device = try DeviceOptions.parse([])
+        try await chat.run()
+    }
+
+    /// Steps 1-3: the generated corpus and dialogues, the tokenizer, pre-training.
+    func pretrainFromScratch(world: SyntheticWorld, dialogues: [[ChatMessage]], dataDir: String, pretrainDir: String,
+                             elapsed: () -> String) throws -> TrainSummary {
+        // 1. Data.
         let corpusPath = dataDir + "/world.txt"
         try AtomicFile.write(Data(world.pretrainingText().utf8), to: corpusPath)
-        let dialogues = world.dialogues()
         try writeJSONL(dialogues.map { ["messages": $0.map { ["role": $0.role.rawValue, "content": $0.content] }] }, to: dataDir + "/sft.jsonl")
         print("\(elapsed()) 1/6 data: \(world.people.count) people and 100 sums → \(corpusPath); \(dialogues.count) dialogues; "
               + "\(world.heldOutQuestions.count) held-out questions")
@@ -78,97 +184,13 @@ struct QuickstartCommand: AsyncParsableCommand {
         let modelConfig = GPTConfig(vocabSize: bpe.vocabularySize, contextLength: 64, layers: 4, heads: 4, width: 128)
         let probe = try TrainBenchmark.run(name: "probe", config: modelConfig, batchSize: config.batchSize, steps: 8, warmup: 2, log: nil)
         config.iterations = max(100, Int(pretrainSeconds * 1000 / probe.stepMs * 0.9))
-        let pretrainDir = out + "/pretrain"
         print("\(elapsed()) 3/6 pre-training 4 layers × 128 wide on \(meta.trainTokens) tokens for up to \(Int(pretrainSeconds)) s → \(pretrainDir)")
         let trainer = Trainer(config: config, dataDirectory: dataDir + "/tokens", runDirectory: pretrainDir)
         var lastLine = MonotonicClock.now()
         trainer.log = { line in
             if line.hasPrefix("eval") || MonotonicClock.now() - lastLine > 15 { print("    " + line); lastLine = MonotonicClock.now() }
         }
-        let pretrain = try trainer.run()
-
-        // 4. SFT, with task accuracy before and after.
-        let loaded = try Checkpoint.load(pretrainDir, backend: CPUBackend(), prefer: ["last"])
-        let model = loaded.model, codec = loaded.codec
-        let before = try taskAccuracy(model: model, codec: codec, questions: world.heldOutQuestions)
-        var sft = FineTuneConfig()
-        sft.epochs = 8; sft.batchSize = 32; sft.lr = 1e-3; sft.minLR = 1e-4; sft.warmup = 10; sft.evalEvery = 40
-        sft.valFraction = 0.05; sft.seed = seed
-        print("\(elapsed()) 4/6 SFT on \(dialogues.count) dialogues (held-out task accuracy before: \(fmt(100 * before))%) → \(out)/sft")
-        _ = try SupervisedFineTuning.run(model: model, codec: codec, conversations: dialogues, config: sft,
-                                         directory: out + "/sft", log: { print("    " + $0) })
-        let after = try taskAccuracy(model: model, codec: codec, questions: world.heldOutQuestions, record: out + "/sft/heldout_answers.jsonl")
-        print("    held-out task accuracy after SFT: \(fmt(100 * after))%")
-
-        // 5. DPO: for every question, the full correct answer against the wrong answer the SFT model
-        //    finds most likely, and against the bare value. Preference accuracy before and after on
-        //    held-out questions.
-        let trainPairs = try hardestPairs(model: model, codec: codec, questions: world.trainQuestions)
-        let heldOutPairs = try hardestPairs(model: model, codec: codec, questions: world.heldOutQuestions)
-        for (pairs, name) in [(trainPairs, "dpo.jsonl"), (heldOutPairs, "dpo_heldout.jsonl")] {
-            try writeJSONL(pairs.map { p -> [String: Any] in
-                ["prompt": p.prompt.map { ["role": $0.role.rawValue, "content": $0.content] }, "chosen": p.chosen, "rejected": p.rejected]
-            }, to: dataDir + "/" + name)
-        }
-        let prefBefore = try PreferenceOptimization.score(model: model, codec: codec, pairs: heldOutPairs)
-        var dpo = FineTuneConfig()
-        dpo.epochs = 2; dpo.batchSize = 16; dpo.lr = 3e-5; dpo.minLR = 3e-6; dpo.warmup = 5; dpo.beta = 0.1
-        dpo.evalEvery = 20; dpo.valFraction = 0.05; dpo.seed = seed
-        print("\(elapsed()) 5/6 DPO on \(trainPairs.count) pairs (held-out preference accuracy before: \(fmt(100 * prefBefore.accuracy))%) → \(out)/dpo")
-        _ = try PreferenceOptimization.run(model: model, codec: codec, pairs: trainPairs, config: dpo,
-                                           directory: out + "/dpo", log: { print("    " + $0) })
-        let prefAfter = try PreferenceOptimization.score(model: model, codec: codec, pairs: heldOutPairs)
-        let afterDPO = try taskAccuracy(model: model, codec: codec, questions: world.heldOutQuestions, record: out + "/dpo/heldout_answers.jsonl")
-        let modelDir = out + "/dpo"
-        try Checkpoint.save(model: model, codec: codec, state: nil, to: modelDir + "/best")
-
-        // 6. Report.
-        let seconds = MonotonicClock.now() - start
-        struct Report: Encodable {
-            let seconds: Double
-            let pretrain_val_loss: Double?
-            let pretrain_steps: Int
-            let task_accuracy_before_sft: Double
-            let task_accuracy_after_sft: Double
-            let task_accuracy_after_dpo: Double
-            let preference_accuracy_before_dpo: Double
-            let preference_accuracy_after_dpo: Double
-            let preference_margin_before_dpo: Double
-            let preference_margin_after_dpo: Double
-            let held_out_questions: Int
-            let held_out_pairs: Int
-            let model_dir: String
-        }
-        let report = Report(seconds: seconds, pretrain_val_loss: pretrain.bestValLoss ?? pretrain.finalValLoss, pretrain_steps: pretrain.steps,
-                            task_accuracy_before_sft: before, task_accuracy_after_sft: after, task_accuracy_after_dpo: afterDPO,
-                            preference_accuracy_before_dpo: prefBefore.accuracy, preference_accuracy_after_dpo: prefAfter.accuracy,
-                            preference_margin_before_dpo: prefBefore.margin, preference_margin_after_dpo: prefAfter.margin,
-                            held_out_questions: world.heldOutQuestions.count, held_out_pairs: prefAfter.pairs, model_dir: modelDir)
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        try AtomicFile.write(try encoder.encode(report), to: out + "/report.json")
-        print("""
-            \(elapsed()) 6/6 done in \(Int(seconds)) s. Pre-training val loss \(fmt(report.pretrain_val_loss ?? .nan, 3)); \
-            held-out task accuracy \(fmt(100 * before))% → \(fmt(100 * after))% (SFT) → \(fmt(100 * afterDPO))% (DPO); \
-            held-out preference accuracy \(fmt(100 * prefBefore.accuracy))% → \(fmt(100 * prefAfter.accuracy))% (DPO).
-            Wrote \(out)/report.json; models in \(pretrainDir), \(out)/sft, \(modelDir); data in \(dataDir).
-            Next:
-              swiftgpt chat --model \(modelDir)
-              swiftgpt generate --model \(pretrainDir) --prompt "Ada lives in" --temperature 0
-              swiftgpt eval --model \(modelDir) --task preference --data \(dataDir)/dpo_heldout.jsonl
-            """)
-        if noChat { return }
-        guard isatty(0) != 0 else {
-            print("(standard input is not a terminal: skipping the chat; run the first command above)")
-            return
-        }
-        print("Opening the chat (ask e.g. \"\(world.heldOutQuestions[0].question)\"; Ctrl-D leaves).")
-        var chat = ChatCommand()
-        chat.model = modelDir
-        chat.maxTokens = 48
-        chat.sampling = try SamplingOptions.parse(["--temperature", "0"])
-        chat.device = try DeviceOptions.parse([])
-        try await chat.run()
+        return try trainer.run()
     }
 
     /// For each question: its correct answer against the wrong answer the model rates most likely,
