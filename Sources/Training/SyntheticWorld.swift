@@ -1,8 +1,7 @@
 // The quickstart's built-in data: a small procedural world (people, the towns they live in, their
 // favourite colours and pets) and single-digit arithmetic. Deterministic for a seed.
 //
-// - Pre-training text states every fact in several phrasings, inside short stories, plus plain
-//   "Question: … Answer: …" lines about the facts fine-tuning uses (never the held-out ones).
+// - Pre-training text states every fact in several phrasings, inside short stories.
 // - Dialogues ask about two of each person's three facts and most sums (SFT); the rest are held out, so task
 //   accuracy measures whether fine-tuning taught the model to answer from what it learnt in
 //   pre-training, not to repeat answers it was shown.
@@ -99,10 +98,6 @@ public struct SyntheticWorld: Sendable {
                     pass.append("If you add \(a) and \(b) you get \(a + b). So \(a) plus \(b) is \(a + b).")
                 }
             }
-            // Questions and answers about the fine-tuning facts only (never the held-out ones): a
-            // model that has seen knowledge used to answer questions while it learnt it extracts
-            // the held-out facts far more reliably after fine-tuning ("mixed training").
-            for q in trainQuestions { pass.append("Question: \(q.question) Answer: \(q.answer)") }
             for i in stride(from: pass.count - 1, to: 0, by: -1) { pass.swapAt(i, Int(rng.next() % UInt64(i + 1))) }
             lines += pass
         }
