@@ -102,13 +102,13 @@ public final class CUDABackend: Backend, @unchecked Sendable {
     private var sharedLimit: [UInt: Int] = [:]
     /// Device scratch by purpose, grown on demand (steady-state steps allocate nothing).
     private var scratch: [ScratchSlot: (pointer: UInt64, bytes: Int)] = [:]
-    private let lock = Mutex()
+    private let lock = NSLockLike()
 
     enum ScratchSlot: Hashable { case partials, delta, sums, dequantized }
 
     /// The compiled PTX per option set, shared by every backend of the process.
     nonisolated(unsafe) private static var compiled: [String: String] = [:]
-    private static let compileLock = Mutex()
+    private static let compileLock = NSLockLike()
 
     /// Opens device `deviceIndex`: driver, primary context, one stream, the kernels (NVRTC, or the
     /// PTX cache), cuBLAS.
@@ -615,17 +615,3 @@ public final class CUDABackend: Backend, @unchecked Sendable {
     }
 }
 
-/// A pthread mutex (Foundation's NSLock would pull in all of Foundation).
-final class Mutex: @unchecked Sendable {
-    private let mutex: UnsafeMutablePointer<pthread_mutex_t>
-    init() {
-        mutex = .allocate(capacity: 1)
-        pthread_mutex_init(mutex, nil)
-    }
-    deinit {
-        pthread_mutex_destroy(mutex)
-        mutex.deallocate()
-    }
-    func lock() { pthread_mutex_lock(mutex) }
-    func unlock() { pthread_mutex_unlock(mutex) }
-}

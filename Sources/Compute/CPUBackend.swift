@@ -110,10 +110,11 @@ public final class CPUBackend: Backend, @unchecked Sendable {
     public func synchronize() {}
 }
 
-/// A tiny pthread mutex (Foundation's NSLock would pull in all of Foundation).
-final class NSLockLike: @unchecked Sendable {
+/// A tiny pthread mutex (Foundation's NSLock would pull in all of Foundation). Also guards the
+/// CUDA backend's scratch buffers and its one-time kernel compilation.
+public final class NSLockLike: @unchecked Sendable {
     private let mutex: UnsafeMutablePointer<pthread_mutex_t>
-    init() {
+    public init() {
         mutex = .allocate(capacity: 1)
         pthread_mutex_init(mutex, nil)
     }
@@ -121,6 +122,6 @@ final class NSLockLike: @unchecked Sendable {
         pthread_mutex_destroy(mutex)
         mutex.deallocate()
     }
-    func lock() { pthread_mutex_lock(mutex) }
-    func unlock() { pthread_mutex_unlock(mutex) }
+    public func lock() { pthread_mutex_lock(mutex) }
+    public func unlock() { pthread_mutex_unlock(mutex) }
 }
