@@ -8,6 +8,10 @@ GPT2LMHeadModel on random tokens, for the same model configs SwiftGPT uses.
     python Tools/reference/bench_torch.py --config char-baby
     python Tools/reference/bench_torch.py --config char-small --steps 2 --json
 
+On an NVIDIA GPU (the peer of `swiftgpt bench train --device cuda`), eager and compiled, bf16 autocast:
+    python Tools/reference/bench_torch.py --config gpt2-124m --batch 16 --device cuda --dtype bf16 [--compile]
+    python Tools/reference/bench_torch.py --config char-small --device cuda --dtype bf16 --compile --steps 20
+
 FLOP accounting (training = forward + backward = 3x forward):
     flops_per_token = 6*N + 6*L*T*C
       N : all parameters except the position embeddings (wte counted once;
@@ -93,6 +97,10 @@ def main():
     ap.add_argument("--batch", type=int, default=None, help="override the config's batch size")
     ap.add_argument("--attn", default="sdpa", choices=["sdpa", "eager"], help="HF attention implementation")
     ap.add_argument("--seed", type=int, default=1337)
+    ap.add_argument("--device", default="cpu", help="cpu, or cuda (an NVIDIA GPU)")
+    ap.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"],
+                    help="bf16: forward and loss under torch.autocast (fp32 master weights, as SwiftGPT's GPU default)")
+    ap.add_argument("--compile", action="store_true", help="torch.compile the model")
     args = ap.parse_args()
 
     cfg = dict(CONFIGS[args.config])
@@ -103,7 +111,11 @@ def main():
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    model = build_model(cfg, args.attn)
+    device = torch.device(args.device)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = args.dtype != "fp32"
+    model = build_model(cfg, args.attn).to(device)
+    forward = torch.compile(model) if args.compile else model
 
     params = [p for p in model.parameters()]  # tied wte/lm_head appears once
     n_params = sum(p.numel() for p in params)
@@ -119,13 +131,15 @@ def main():
         lr=3e-4, betas=(0.9, 0.95), eps=1e-8,
     )
 
-    inputs = torch.randint(0, cfg["vocab"], (B, T))
-    targets = torch.randint(0, cfg["vocab"], (B, T))
+    inputs = torch.randint(0, cfg["vocab"], (B, T), device=device)
+    targets = torch.randint(0, cfg["vocab"], (B, T), device=device)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.dtype == "bf16")
 
     def step():
         opt.zero_grad(set_to_none=True)
-        logits = model(input_ids=inputs).logits
-        loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1))
+        with autocast:
+            logits = forward(input_ids=inputs).logits
+            loss = F.cross_entropy(logits.view(-1, logits.size(-1)).float(), targets.view(-1))
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
@@ -133,7 +147,8 @@ def main():
 
     log = (lambda *a: print(*a, file=sys.stderr, flush=True)) if args.json else (lambda *a: print(*a, flush=True))
     log(f"config {args.config}: L={L} H={cfg['heads']} C={C} T={T} V={cfg['vocab']} B={B}; "
-        f"params {n_params:,} (flop params {n_flop_params:,}); threads {args.threads}; attn {args.attn}")
+        f"params {n_params:,} (flop params {n_flop_params:,}); threads {args.threads}; attn {args.attn}; "
+        f"device {args.device}, {args.dtype}{', compiled' if args.compile else ''}")
 
     for i in range(args.warmup):
         t0 = time.perf_counter()
@@ -170,6 +185,8 @@ def main():
         "torch_version": torch.__version__,
         "transformers_version": transformers.__version__,
         "attn_implementation": args.attn,
+        "device": args.device, "dtype": args.dtype, "compiled": args.compile,
+        "gpu_peak_mb": torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else None,
         "batch": B, "context": T, "layers": L, "heads": cfg["heads"], "width": C, "vocab": cfg["vocab"],
         "params": n_params,
         "steps": steps, "warmup": args.warmup,
