@@ -1,3 +1,4 @@
+import Foundation
 import XCTest
 @testable import Compute
 
@@ -58,6 +59,57 @@ final class MatmulReferenceTests: XCTestCase {
             let got = h.read(out)
             let bad = (0..<got.count).first { abs(got[$0] - expected[$0]) > 1e-4 }
             XCTAssertNil(bad, "N \(N) C \(C) OC \(OC): first bad \(bad ?? -1)")
+        }
+    }
+
+    /// Decode-sized products (1–8 rows) take the small-batch kernel: 3-row × 4-input tiles with pair
+    /// and single-row tails, every input-group remainder, channel counts that are not a multiple of 8
+    /// — fp32 and int8 against a double-precision reference.
+    func testSmallBatchProductsMatchReferenceOnEveryTileShape() throws {
+        for N in 1...8 {
+            for (C, OC) in [(8, 1), (13, 2), (24, 3), (16, 4), (40, 5), (32, 7), (19, 67), (64, 130)] {
+                let x = randomArray(N * C, seed: UInt64(N * 100 + C)), w = randomArray(OC * C, seed: UInt64(OC))
+                let b = randomArray(OC, seed: 9)
+                let h = Host()
+                let out = h.zeros(N * OC)
+                h.backend.matmulForward(out: out, input: h.buffer(x), weight: h.buffer(w), bias: h.buffer(b), N: N, C: C, OC: OC)
+                let got = h.read(out)
+                // int8 weights: quantise, then the same product against the dequantised values.
+                let q = try h.backend.allocateInt8(OC * C), scales = h.zeros(OC)
+                defer { h.backend.deallocateInt8(q) }
+                h.backend.quantizeRows(weight: h.buffer(w), into: q, scales: scales, rows: OC, C: C)
+                let outQ = h.zeros(N * OC)
+                h.backend.matmulInt8Forward(out: outQ, input: h.buffer(x), weight: q, scales: scales, bias: h.buffer(b),
+                                            N: N, C: C, OC: OC)
+                let gotQ = h.read(outQ), sc = h.read(scales)
+                for n in 0..<N {
+                    for o in 0..<OC {
+                        var e: Double = Double(b[o]), eq: Double = Double(b[o])
+                        for c in 0..<C {
+                            e += Double(x[n * C + c]) * Double(w[o * C + c])
+                            eq += Double(x[n * C + c]) * Double(q.pointer[o * C + c]) * Double(sc[o])
+                        }
+                        XCTAssertEqual(Double(got[n * OC + o]), e, accuracy: 1e-4, "fp32 N \(N) C \(C) OC \(OC) [\(n),\(o)]")
+                        XCTAssertEqual(Double(gotQ[n * OC + o]), eq, accuracy: 1e-4, "int8 N \(N) C \(C) OC \(OC) [\(n),\(o)]")
+                    }
+                }
+            }
+        }
+    }
+}
+
+final class VectorScanTests: XCTestCase {
+    func testFirstArgmaxAndLogSumExp() {
+        for count in [1, 7, 8, 9, 127, 128, 129, 1000, 50257] {
+            var x = randomArray(count, seed: UInt64(count)).map { $0 * 20 }
+            if count > 3 { x[count - 2] = 100; x[count / 3] = 100 }  // a tie: the first index wins
+            let (i, v) = x.withUnsafeBufferPointer { firstArgmax($0.baseAddress!, count) }
+            let best = x.max()!
+            XCTAssertEqual(v, best)
+            XCTAssertEqual(i, x.firstIndex(of: best)!, "count \(count)")
+            let lse = x.withUnsafeBufferPointer { logSumExp($0.baseAddress!, count) }
+            let reference = Double(best) + log(x.reduce(0.0) { $0 + exp(Double($1 - best)) })
+            XCTAssertEqual(Double(lse), reference, accuracy: 2e-5 * max(1, abs(reference)), "count \(count)")
         }
     }
 }
