@@ -29,7 +29,7 @@ enum KernelArgument {
     var bits: UInt64 {
         switch self {
         case .pointer(let p): return p
-        case .int(let v): return UInt64(UInt32(bitPattern: Int32(truncatingIfNeeded: v)))
+        case .int(let v): return UInt64(UInt32(bitPattern: Int32(v)))  // traps rather than wrapping past 2³¹
         case .long(let v): return UInt64(bitPattern: Int64(v))
         case .float(let v): return UInt64(v.bitPattern)
         case .u64(let v): return v
@@ -249,13 +249,16 @@ public final class CUDABackend: Backend, @unchecked Sendable {
         }
     }
 
-    /// Device scratch of at least `bytes` for one purpose. Growing frees the old buffer, which
-    /// waits for work that may still read it.
+    /// Device scratch of at least `bytes` for one purpose. Growing frees the old buffer after the
+    /// stream has finished with it (cuMemFree is not guaranteed to wait for queued kernels).
     private func scratchBuffer(_ slot: ScratchSlot, bytes: Int) -> UInt64 {
         lock.lock(); defer { lock.unlock() }
         if let s = scratch[slot], s.bytes >= bytes { return s.pointer }
         bind()
-        if let s = scratch[slot] { check(driver.cuMemFree(s.pointer), "cuMemFree_v2") }
+        if let s = scratch[slot] {
+            check(driver.cuStreamSynchronize(stream), "cuStreamSynchronize")
+            check(driver.cuMemFree(s.pointer), "cuMemFree_v2")
+        }
         var p: UInt64 = 0
         check(driver.cuMemAlloc(&p, max(bytes, 256)), "cuMemAlloc_v2(\(bytes) bytes of scratch)")
         scratch[slot] = (p, max(bytes, 256))
@@ -279,8 +282,10 @@ public final class CUDABackend: Backend, @unchecked Sendable {
         return FloatBuffer(pointer: UnsafeMutablePointer(bitPattern: UInt(p))!, count: count)
     }
 
+    /// Frees after the stream's queued work (which may still use the buffer) has finished.
     public func deallocate(_ buffer: FloatBuffer) {
         bind()
+        check(driver.cuStreamSynchronize(stream), "cuStreamSynchronize")
         check(driver.cuMemFree(dev(buffer)), "cuMemFree_v2")
     }
 
@@ -292,6 +297,7 @@ public final class CUDABackend: Backend, @unchecked Sendable {
 
     public func deallocateTokens(_ buffer: TokenBuffer) {
         bind()
+        check(driver.cuStreamSynchronize(stream), "cuStreamSynchronize")
         check(driver.cuMemFree(dev(buffer)), "cuMemFree_v2")
     }
 
@@ -303,6 +309,7 @@ public final class CUDABackend: Backend, @unchecked Sendable {
 
     public func deallocateInt8(_ buffer: Int8Buffer) {
         bind()
+        check(driver.cuStreamSynchronize(stream), "cuStreamSynchronize")
         check(driver.cuMemFree(dev(buffer)), "cuMemFree_v2")
     }
 
