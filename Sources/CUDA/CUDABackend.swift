@@ -254,11 +254,8 @@ public final class CUDABackend: Backend, @unchecked Sendable {
     private func scratchBuffer(_ slot: ScratchSlot, bytes: Int) -> UInt64 {
         lock.lock(); defer { lock.unlock() }
         if let s = scratch[slot], s.bytes >= bytes { return s.pointer }
+        if let s = scratch[slot] { freeDevice(s.pointer) }
         bind()
-        if let s = scratch[slot] {
-            check(driver.cuStreamSynchronize(stream), "cuStreamSynchronize")
-            check(driver.cuMemFree(s.pointer), "cuMemFree_v2")
-        }
         var p: UInt64 = 0
         check(driver.cuMemAlloc(&p, max(bytes, 256)), "cuMemAlloc_v2(\(bytes) bytes of scratch)")
         scratch[slot] = (p, max(bytes, 256))
@@ -282,12 +279,15 @@ public final class CUDABackend: Backend, @unchecked Sendable {
         return FloatBuffer(pointer: UnsafeMutablePointer(bitPattern: UInt(p))!, count: count)
     }
 
-    /// Frees after the stream's queued work (which may still use the buffer) has finished.
-    public func deallocate(_ buffer: FloatBuffer) {
+    /// Frees device memory after the stream's queued work (which may still use it) has finished:
+    /// cuMemFree is not guaranteed to wait.
+    private func freeDevice(_ address: UInt64) {
         bind()
         check(driver.cuStreamSynchronize(stream), "cuStreamSynchronize")
-        check(driver.cuMemFree(dev(buffer)), "cuMemFree_v2")
+        check(driver.cuMemFree(address), "cuMemFree_v2")
     }
+
+    public func deallocate(_ buffer: FloatBuffer) { freeDevice(dev(buffer)) }
 
     public func allocateTokens(_ count: Int) throws -> TokenBuffer {
         let p = try allocateBytes(max(count, 1) * 4)
@@ -295,11 +295,7 @@ public final class CUDABackend: Backend, @unchecked Sendable {
         return TokenBuffer(pointer: UnsafeMutablePointer(bitPattern: UInt(p))!, count: count)
     }
 
-    public func deallocateTokens(_ buffer: TokenBuffer) {
-        bind()
-        check(driver.cuStreamSynchronize(stream), "cuStreamSynchronize")
-        check(driver.cuMemFree(dev(buffer)), "cuMemFree_v2")
-    }
+    public func deallocateTokens(_ buffer: TokenBuffer) { freeDevice(dev(buffer)) }
 
     public func allocateInt8(_ count: Int) throws -> Int8Buffer {
         let p = try allocateBytes(max(count, 1))
@@ -307,11 +303,7 @@ public final class CUDABackend: Backend, @unchecked Sendable {
         return Int8Buffer(pointer: UnsafeMutablePointer(bitPattern: UInt(p))!, count: count)
     }
 
-    public func deallocateInt8(_ buffer: Int8Buffer) {
-        bind()
-        check(driver.cuStreamSynchronize(stream), "cuStreamSynchronize")
-        check(driver.cuMemFree(dev(buffer)), "cuMemFree_v2")
-    }
+    public func deallocateInt8(_ buffer: Int8Buffer) { freeDevice(dev(buffer)) }
 
     public func upload(_ values: UnsafeBufferPointer<Float>, to buffer: FloatBuffer) {
         precondition(values.count <= buffer.count)

@@ -195,28 +195,23 @@ extension CPUBackend {
                 return
             }
             // Rows outer, inputs inner: three weight rows stay in L1 while every group of four inputs
-            // uses them (twelve independent accumulators hide the FMA latency); a leftover pair or
-            // single row at the end of the range.
+            // uses them (twelve independent accumulators hide the FMA latency); the last one or two
+            // rows of the range one at a time.
             var o = r.lowerBound
             while o < r.upperBound {
-                let rows = min(3, r.upperBound - o)
+                let rows = r.upperBound - o >= 3 ? 3 : 1
                 var n = 0
                 while n < N {
                     let x0 = input + n * C
                     let x1 = input + min(n + 1, N - 1) * C, x2 = input + min(n + 2, N - 1) * C
                     let x3 = input + min(n + 3, N - 1) * C
                     let valid = min(4, N - n)
-                    switch rows {
-                    case 3:
+                    if rows == 3 {
                         let (d0, d1, d2) = dot3Rows4Inputs(weight + o * C, C, x0, x1, x2, x3)
                         store(d0, row: o, n: n, valid: valid)
                         store(d1, row: o + 1, n: n, valid: valid)
                         store(d2, row: o + 2, n: n, valid: valid)
-                    case 2:
-                        let (d0, d1) = dot2Rows4Inputs(weight + o * C, C, x0, x1, x2, x3)
-                        store(d0, row: o, n: n, valid: valid)
-                        store(d1, row: o + 1, n: n, valid: valid)
-                    default:
+                    } else {
                         store(dotRow4Inputs(weight + o * C, C, x0, x1, x2, x3), row: o, n: n, valid: valid)
                     }
                     n += 4
@@ -274,7 +269,8 @@ func dotRow<W: SmallMatmulWeight>(_ w: UnsafePointer<W>, _ x: UnsafePointer<Floa
 
 /// Three consecutive weight rows against four inputs: twelve independent accumulators (with the
 /// three weight vectors and one input vector, all sixteen AVX registers). The next three rows are
-/// prefetched, so DRAM streams while this triple's arithmetic runs.
+/// prefetched, so DRAM streams while this triple's arithmetic runs. Each (row, input) sum runs in
+/// the same order as in `dotRow4Inputs`, so results do not depend on how rows fall into tiles.
 @inline(__always)
 func dot3Rows4Inputs<W: SmallMatmulWeight>(_ w: UnsafePointer<W>, _ C: Int, _ x0: UnsafePointer<Float>,
                                            _ x1: UnsafePointer<Float>, _ x2: UnsafePointer<Float>,
@@ -316,41 +312,6 @@ func dot3Rows4Inputs<W: SmallMatmulWeight>(_ w: UnsafePointer<W>, _ C: Int, _ x0
         k += 1
     }
     return (s, t, q)
-}
-
-/// Two consecutive weight rows against four inputs: eight independent accumulators. Each
-/// (row, input) sum runs in the same order as in `dotRow4Inputs`.
-@inline(__always)
-func dot2Rows4Inputs<W: SmallMatmulWeight>(_ w: UnsafePointer<W>, _ C: Int, _ x0: UnsafePointer<Float>,
-                                           _ x1: UnsafePointer<Float>, _ x2: UnsafePointer<Float>,
-                                           _ x3: UnsafePointer<Float>) -> (SIMD4<Float>, SIMD4<Float>) {
-    var a0 = Float8(), a1 = Float8(), a2 = Float8(), a3 = Float8()
-    var b0 = Float8(), b1 = Float8(), b2 = Float8(), b3 = Float8()
-    let v = w + C
-    var k = 0
-    while k + 8 <= C {
-        // The pair after next: far enough ahead to hide DRAM latency behind this pair's arithmetic.
-        sgpt_prefetch(w + 4 * C + k)
-        sgpt_prefetch(w + 5 * C + k)
-        let wa = W.load8(w + k), wb = W.load8(v + k)
-        let y0 = load8(x0 + k), y1 = load8(x1 + k), y2 = load8(x2 + k), y3 = load8(x3 + k)
-        a0 = a0.addingProduct(wa, y0); b0 = b0.addingProduct(wb, y0)
-        a1 = a1.addingProduct(wa, y1); b1 = b1.addingProduct(wb, y1)
-        a2 = a2.addingProduct(wa, y2); b2 = b2.addingProduct(wb, y2)
-        a3 = a3.addingProduct(wa, y3); b3 = b3.addingProduct(wb, y3)
-        k += 8
-    }
-    var s = SIMD4<Float>(a0.sum(), a1.sum(), a2.sum(), a3.sum())
-    var t = SIMD4<Float>(b0.sum(), b1.sum(), b2.sum(), b3.sum())
-    while k < C {
-        let wa = W.value(w + k), wb = W.value(v + k)
-        s[0] += wa * x0[k]; t[0] += wb * x0[k]
-        s[1] += wa * x1[k]; t[1] += wb * x1[k]
-        s[2] += wa * x2[k]; t[2] += wb * x2[k]
-        s[3] += wa * x3[k]; t[3] += wb * x3[k]
-        k += 1
-    }
-    return (s, t)
 }
 
 /// Dot products of one weight row with four inputs (the row is loaded once).

@@ -92,6 +92,18 @@ struct DecodeMatmulResult: Codable {
 }
 
 enum MatmulBenchmark {
+    /// Median seconds of `repeats` runs of `body`, after one untimed warm-up run.
+    static func medianSeconds(repeats: Int, _ body: () -> Void) -> Double {
+        body()
+        var times: [Double] = []
+        for _ in 0..<repeats {
+            let t0 = Clock.now()
+            body()
+            times.append(Clock.now() - t0)
+        }
+        return times.sorted()[times.count / 2]
+    }
+
     /// `rows` inputs against (outputs, channels) weights that are not in cache: the products of one
     /// decoding step. Enough weight copies to exceed the last-level cache are used in turn.
     static func runDecodeShaped(rows: Int, channels: Int, outputs: Int, repeats: Int, inCache: Bool) throws -> DecodeMatmulResult {
@@ -104,20 +116,12 @@ enum MatmulBenchmark {
         var rng = SeededRandom(seed: 1)
         for i in 0..<w.count { w.pointer[i] = rng.nextUniform() - 0.5 }
         for i in 0..<x.count { x.pointer[i] = rng.nextUniform() - 0.5 }
-        func pass() {
+        let t = medianSeconds(repeats: repeats) {
             for c in 0..<copies {
                 backend.matmulForward(out: y, input: x, weight: w.slice(c * perCopy, perCopy), bias: nil,
                                       N: rows, C: channels, OC: outputs)
             }
-        }
-        pass()
-        var times: [Double] = []
-        for _ in 0..<repeats {
-            let t0 = Clock.now()
-            pass()
-            times.append((Clock.now() - t0) / Double(copies))
-        }
-        let t = times.sorted()[times.count / 2]
+        } / Double(copies)
         return DecodeMatmulResult(rows: rows, channels: channels, outputs: outputs,
                                   gflops: 2 * Double(rows * perCopy) / t / 1e9,
                                   gbPerSec: Double(perCopy * 4) / t / 1e9, microseconds: t * 1e6)
@@ -130,16 +134,7 @@ enum MatmulBenchmark {
         var rng = SeededRandom(seed: 1)
         for i in 0..<(n * n) { a.pointer[i] = rng.nextUniform() - 0.5; b.pointer[i] = rng.nextUniform() - 0.5 }
         let flops = 2 * Double(n) * Double(n) * Double(n)
-        func median(_ body: () -> Void) -> Double {
-            body()  // warm-up
-            var times: [Double] = []
-            for _ in 0..<repeats {
-                let t0 = Clock.now()
-                body()
-                times.append(Clock.now() - t0)
-            }
-            return times.sorted()[times.count / 2]
-        }
+        func median(_ body: () -> Void) -> Double { medianSeconds(repeats: repeats, body) }
         let all = median { backend.matmulForward(out: c, input: a, weight: b, bias: nil, N: n, C: n, OC: n) }
         let one = median {
             sgemm(transA: false, transB: true, m: n, n: n, k: n, alpha: 1, a: a.pointer, lda: n, b: b.pointer, ldb: n,

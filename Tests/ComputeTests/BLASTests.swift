@@ -62,8 +62,8 @@ final class MatmulReferenceTests: XCTestCase {
         }
     }
 
-    /// Decode-sized products (1–8 rows) take the small-batch kernel: 3-row × 4-input tiles with pair
-    /// and single-row tails, every input-group remainder, channel counts that are not a multiple of 8
+    /// Decode-sized products (1–8 rows) take the small-batch kernel: 3-row × 4-input tiles with
+    /// single-row tails, every input-group remainder, channel counts that are not a multiple of 8
     /// — fp32 and int8 against a double-precision reference.
     func testSmallBatchProductsMatchReferenceOnEveryTileShape() throws {
         for N in 1...8 {
