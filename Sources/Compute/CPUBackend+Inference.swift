@@ -17,6 +17,9 @@ import Darwin
 /// Products with at most this many rows read the weights once and reuse each loaded weight vector
 /// for every row (matrix-vector style); larger ones go to BLAS.
 let smallMatmulMaxRows = 8
+/// Columns per block of the small-batch product when the inputs are long: 8 inputs × 512 floats
+/// (16 KB) and three weight-row segments (6 KB) stay in the 32 KB L1 data cache.
+let smallMatmulColumnBlock = 512
 /// Products with at most this many rows (and more than `smallMatmulMaxRows`) split the output
 /// channels over the cores in blocks handed to BLAS; larger ones split their rows.
 let blockedMatmulMaxRows = 32
@@ -116,12 +119,8 @@ extension CPUBackend {
     // MARK: int8
 
     public func allocateInt8(_ count: Int) throws -> Int8Buffer {
-        var raw: UnsafeMutableRawPointer? = nil
         let bytes = max(count, 1)
-        guard posix_memalign(&raw, 64, (bytes + 63) / 64 * 64) == 0, let raw else {
-            throw ComputeError.outOfMemory(requestedBytes: bytes)
-        }
-        memset(raw, 0, bytes)
+        let raw = try allocateZeroed(bytes: (bytes + 63) / 64 * 64)
         return Int8Buffer(pointer: raw.bindMemory(to: Int8.self, capacity: bytes), count: count)
     }
 
@@ -180,8 +179,8 @@ extension CPUBackend {
 
     /// out (N, OC) = input (N, C) · (scale ⊙ weight)ᵀ + bias for a few rows: the output channels are
     /// split over the cores, every weight row is read once and applied to all N inputs. One input:
-    /// one row at a time, read front to back (bandwidth-bound). More inputs: tiles of two weight rows
-    /// × four inputs, eight independent accumulators (compute-bound).
+    /// one row at a time, read front to back (bandwidth-bound). More inputs: tiles of three weight
+    /// rows × four inputs, twelve independent accumulators (compute-bound).
     func smallMatmul<W: SmallMatmulWeight>(out: UnsafeMutablePointer<Float>, input: UnsafePointer<Float>,
                                            weight: UnsafePointer<W>, scales: UnsafePointer<Float>?,
                                            bias: UnsafePointer<Float>?, N: Int, C: Int, OC: Int) {
@@ -196,27 +195,56 @@ extension CPUBackend {
             }
             // Rows outer, inputs inner: three weight rows stay in L1 while every group of four inputs
             // uses them (twelve independent accumulators hide the FMA latency); the last one or two
-            // rows of the range one at a time.
-            var o = r.lowerBound
-            while o < r.upperBound {
-                let rows = r.upperBound - o >= 3 ? 3 : 1
-                var n = 0
-                while n < N {
-                    let x0 = input + n * C
-                    let x1 = input + min(n + 1, N - 1) * C, x2 = input + min(n + 2, N - 1) * C
-                    let x3 = input + min(n + 3, N - 1) * C
-                    let valid = min(4, N - n)
-                    if rows == 3 {
-                        let (d0, d1, d2) = dot3Rows4Inputs(weight + o * C, C, x0, x1, x2, x3)
-                        store(d0, row: o, n: n, valid: valid)
-                        store(d1, row: o + 1, n: n, valid: valid)
-                        store(d2, row: o + 2, n: n, valid: valid)
-                    } else {
-                        store(dotRow4Inputs(weight + o * C, C, x0, x1, x2, x3), row: o, n: n, valid: valid)
+            // rows of the range one at a time. When the inputs are too long to stay in L1 beside the
+            // rows (C > smallMatmulColumnBlock), the columns go in blocks: every weight element is
+            // still read once, and each block's partial sums are added up in `partial`.
+            let blocked = C > smallMatmulColumnBlock
+            let R = r.count
+            withUnsafeTemporaryAllocation(of: Float.self, capacity: blocked ? R * N : 0) { buffer in
+                let partial = blocked ? buffer.baseAddress : nil
+                var k0 = 0
+                repeat {
+                    let kc = blocked ? min(smallMatmulColumnBlock, C - k0) : C
+                    var o = r.lowerBound
+                    while o < r.upperBound {
+                        let rows = r.upperBound - o >= 3 ? 3 : 1
+                        let w = weight + o * C + k0
+                        var n = 0
+                        while n < N {
+                            let x0 = input + n * C + k0
+                            let x1 = input + min(n + 1, N - 1) * C + k0, x2 = input + min(n + 2, N - 1) * C + k0
+                            let x3 = input + min(n + 3, N - 1) * C + k0
+                            let valid = min(4, N - n)
+                            if rows == 3 {
+                                let (d0, d1, d2) = dot3Rows4Inputs(w, stride: C, count: kc, x0, x1, x2, x3)
+                                emit(d0, row: o, n: n, valid: valid)
+                                emit(d1, row: o + 1, n: n, valid: valid)
+                                emit(d2, row: o + 2, n: n, valid: valid)
+                            } else {
+                                emit(dotRow4Inputs(w, kc, x0, x1, x2, x3), row: o, n: n, valid: valid)
+                            }
+                            n += 4
+                        }
+                        o += rows
                     }
-                    n += 4
+                    k0 += kc
+                } while k0 < C
+                if let partial {
+                    for row in r {
+                        let s = scales?[row] ?? 1, b = bias?[row] ?? 0
+                        for n in 0..<N { out[n * OC + row] = partial[(row - r.lowerBound) * N + n] * s + b }
+                    }
                 }
-                o += rows
+
+                @inline(__always) func emit(_ d: SIMD4<Float>, row: Int, n: Int, valid: Int) {
+                    guard let partial else { return store(d, row: row, n: n, valid: valid) }
+                    let p = partial + (row - r.lowerBound) * N + n
+                    if k0 == 0 {
+                        for i in 0..<valid { p[i] = d[i] }
+                    } else {
+                        for i in 0..<valid { p[i] += d[i] }
+                    }
+                }
             }
 
             @inline(__always) func store(_ d: SIMD4<Float>, row: Int, n: Int, valid: Int) {
@@ -272,7 +300,7 @@ func dotRow<W: SmallMatmulWeight>(_ w: UnsafePointer<W>, _ x: UnsafePointer<Floa
 /// prefetched, so DRAM streams while this triple's arithmetic runs. Each (row, input) sum runs in
 /// the same order as in `dotRow4Inputs`, so results do not depend on how rows fall into tiles.
 @inline(__always)
-func dot3Rows4Inputs<W: SmallMatmulWeight>(_ w: UnsafePointer<W>, _ C: Int, _ x0: UnsafePointer<Float>,
+func dot3Rows4Inputs<W: SmallMatmulWeight>(_ w: UnsafePointer<W>, stride C: Int, count K: Int, _ x0: UnsafePointer<Float>,
                                            _ x1: UnsafePointer<Float>, _ x2: UnsafePointer<Float>,
                                            _ x3: UnsafePointer<Float>) -> (SIMD4<Float>, SIMD4<Float>, SIMD4<Float>) {
     var a0 = Float8(), a1 = Float8(), a2 = Float8(), a3 = Float8()
@@ -293,7 +321,7 @@ func dot3Rows4Inputs<W: SmallMatmulWeight>(_ w: UnsafePointer<W>, _ C: Int, _ x0
     var k = 0
     // The next three rows, one prefetch per 64-byte line into L2 (the T1 hint measured best here:
     // ~510 µs for 8 × (3072×768) from memory against ~550 with L1 prefetches; no prefetch ~690).
-    while k + 16 <= C {
+    while k + 16 <= K {
         sgpt_prefetch_l2(w + 3 * C + k)
         sgpt_prefetch_l2(w + 4 * C + k)
         sgpt_prefetch_l2(w + 5 * C + k)
@@ -301,11 +329,11 @@ func dot3Rows4Inputs<W: SmallMatmulWeight>(_ w: UnsafePointer<W>, _ C: Int, _ x0
         step(k + 8)
         k += 16
     }
-    while k + 8 <= C { step(k); k += 8 }
+    while k + 8 <= K { step(k); k += 8 }
     var s = SIMD4<Float>(a0.sum(), a1.sum(), a2.sum(), a3.sum())
     var t = SIMD4<Float>(b0.sum(), b1.sum(), b2.sum(), b3.sum())
     var q = SIMD4<Float>(c0.sum(), c1.sum(), c2.sum(), c3.sum())
-    while k < C {
+    while k < K {
         let wa = W.value(w + k), wb = W.value(v + k), wc = W.value(u + k)
         let xs = SIMD4<Float>(x0[k], x1[k], x2[k], x3[k])
         s += wa * xs; t += wb * xs; q += wc * xs

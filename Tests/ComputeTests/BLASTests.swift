@@ -63,11 +63,12 @@ final class MatmulReferenceTests: XCTestCase {
     }
 
     /// Decode-sized products (1–8 rows) take the small-batch kernel: 3-row × 4-input tiles with
-    /// single-row tails, every input-group remainder, channel counts that are not a multiple of 8
-    /// — fp32 and int8 against a double-precision reference.
+    /// single-row tails, every input-group remainder, channel counts that are not a multiple of 8,
+    /// long inputs that go in column blocks — fp32 and int8 against a double-precision reference.
     func testSmallBatchProductsMatchReferenceOnEveryTileShape() throws {
         for N in 1...8 {
-            for (C, OC) in [(8, 1), (13, 2), (24, 3), (16, 4), (40, 5), (32, 7), (19, 67), (64, 130)] {
+            // C above 512 takes the column-blocked path (blocks of 512 and a tail, odd tails too).
+            for (C, OC) in [(8, 1), (13, 2), (24, 3), (16, 4), (40, 5), (32, 7), (19, 67), (64, 130), (1100, 7), (1037, 130)] {
                 let x = randomArray(N * C, seed: UInt64(N * 100 + C)), w = randomArray(OC * C, seed: UInt64(OC))
                 let b = randomArray(OC, seed: 9)
                 let h = Host()
