@@ -6,7 +6,7 @@
 import Compute
 
 public final class GPT: @unchecked Sendable {
-    public let config: GPTConfig
+    public private(set) var config: GPTConfig
     public let backend: any Backend
     /// Where each parameter sits in `parameters`.
     public let index: ParameterIndex
@@ -39,6 +39,16 @@ public final class GPT: @unchecked Sendable {
     private var hostLosses: [Float] = []
 
     /// Creates a model with zeroed parameters. Call `initialize(seed:)` or load weights next.
+    /// Changes the dropout probability used by training passes that are given a dropout seed (for
+    /// example fine-tuning a model that was pre-trained without dropout). Checkpoints written
+    /// afterwards record it in their config.
+    public func setDropout(_ probability: Float) throws {
+        guard probability >= 0 && probability < 1 else {
+            throw ModelError.invalidConfig("dropout must be in [0, 1), got \(probability)", hint: "use e.g. 0.1, or 0 for none")
+        }
+        config.dropout = probability
+    }
+
     public init(config: GPTConfig, backend: any Backend) throws {
         try config.validate()
         self.config = config

@@ -151,6 +151,9 @@ public struct FineTuneConfig: Sendable, Equatable {
     /// DPO temperature β.
     public var beta: Float = 0.1
     public var maxSeconds: Double = 0
+    /// SFT: dropout probability during the training steps (nil: the model's own, which is what
+    /// pre-training used). Held-out evaluation runs without dropout.
+    public var dropout: Float? = nil
 
     public init() {}
 
@@ -161,6 +164,7 @@ public struct FineTuneConfig: Sendable, Equatable {
         guard valFraction >= 0 && valFraction < 1 else { throw TrainingError.invalidSetting("val fraction must be in [0, 1)") }
         guard beta > 0 && beta.isFinite else { throw TrainingError.invalidSetting("DPO beta must be positive") }
         guard warmup >= 0, evalEvery >= 0, gradClip >= 0 else { throw TrainingError.invalidSetting("warmup, eval-every and grad-clip must be ≥ 0") }
+        if let dropout, !(dropout >= 0 && dropout < 1) { throw TrainingError.invalidSetting("dropout must be in [0, 1), got \(dropout)") }
     }
 
     /// Linear warm-up then cosine decay to minLR over `total` steps.
@@ -310,6 +314,7 @@ public enum SupervisedFineTuning {
             + "batch \(B) × \(buckets.map(String.init).joined(separator: "/")) tokens (length buckets), \(stepsPerEpoch) steps an epoch, \(total) steps")
         let metrics = try MetricsLog(directory: directory, title: "SFT loss (assistant tokens)")
         model.resetOptimizerState()
+        if let p = config.dropout { try model.setDropout(p) }
         model.shapeCacheLimit = buckets.count + 1
         defer { model.shapeCacheLimit = 1 }
         try model.prepareForTraining(batchSize: B, sequenceLength: buckets.last ?? maxT)
@@ -365,7 +370,10 @@ public enum SupervisedFineTuning {
             for j in rows.weights.indices { rows.weights[j] *= scale }
             let loss = try rows.tokens.withUnsafeBufferPointer { tk in
                 try rows.targets.withUnsafeBufferPointer { tg in
-                    try rows.weights.withUnsafeBufferPointer { w in try model.forward(tokens: tk, targets: tg, weights: w, batchSize: B, sequenceLength: T) }
+                    try rows.weights.withUnsafeBufferPointer { w in
+                        try model.forward(tokens: tk, targets: tg, weights: w, batchSize: B, sequenceLength: T,
+                                          dropoutSeed: model.config.dropout > 0 ? config.seed &* 0x2545_F491_4F6C_DD1D &+ UInt64(step) : nil)
+                    }
                 }
             }
             rowsByLength[T] = rows

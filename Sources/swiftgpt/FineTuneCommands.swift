@@ -21,6 +21,7 @@ struct FineTuneOptions: ParsableArguments {
     @Option(help: "Held-out fraction of the data.") var valFraction: Double = 0.05
     @Option(help: "Longest example in tokens (default and maximum: the model's context + 1).") var maxLength: Int?
     @Option(help: "Stop after this many seconds (0: no limit).") var maxSeconds: Double = 0
+    @Option(help: "SFT: dropout probability during training (default: the model's, as pre-trained).") var dropout: Float?
     @Flag(help: "Reject the whole file on a malformed JSONL line instead of skipping it.") var strict = false
     @OptionGroup var device: DeviceOptions
 
@@ -39,6 +40,7 @@ struct FineTuneOptions: ParsableArguments {
         c.valFraction = valFraction
         c.maxLength = maxLength
         c.maxSeconds = maxSeconds
+        c.dropout = dropout
         return c
     }
 }

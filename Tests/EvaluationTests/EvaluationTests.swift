@@ -182,4 +182,45 @@ final class EvaluationTests: XCTestCase {
             XCTAssertTrue("\($0)".contains("no chat template"), "\($0)")
         }
     }
+
+    /// SFT with --dropout: masks are active in the training steps (the losses differ from a run
+    /// without), seeded (a second run is identical), recorded in the checkpoint's config, and
+    /// impossible values are rejected.
+    func testSupervisedFineTuningWithDropout() throws {
+        let task = try SentimentTask()
+        let conversations = ["a fine film .", "a bad film .", "a fine fine film .", "a bad bad film .", "film ."].enumerated().map {
+            task.conversation(SentimentExample(text: $0.element, label: $0.offset % 2, line: $0.offset + 2))
+        }
+        func fineTune(dropout: Float?) throws -> (losses: [Double], directory: String) {
+            let (model, codec) = try tinyModel()
+            var config = FineTuneConfig()
+            config.iterations = 3
+            config.batchSize = 2
+            config.lr = 1e-3
+            config.valFraction = 0
+            config.dropout = dropout
+            let directory = NSTemporaryDirectory() + "swiftgpt-sft-dropout-\(UUID().uuidString)"
+            _ = try SupervisedFineTuning.run(model: model, codec: codec, conversations: conversations, config: config,
+                                             directory: directory, log: { _ in })
+            let lines = try String(contentsOfFile: directory + "/metrics.jsonl", encoding: .utf8).split(separator: "\n")
+            let losses = try lines.compactMap { line -> Double? in
+                let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
+                return object?["train_loss"] as? Double
+            }
+            return (losses, directory)
+        }
+        let (plain, d0) = try fineTune(dropout: nil)
+        let (dropped, d1) = try fineTune(dropout: 0.25)
+        let (again, d2) = try fineTune(dropout: 0.25)
+        defer { for d in [d0, d1, d2] { try? FileManager.default.removeItem(atPath: d) } }
+        XCTAssertEqual(plain.count, 3)
+        XCTAssertEqual(dropped, again)
+        XCTAssertNotEqual(plain, dropped)
+        let saved = try Checkpoint.load(d1 + "/last", backend: CPUBackend())
+        XCTAssertEqual(saved.model.config.dropout, 0.25)
+
+        var bad = FineTuneConfig()
+        bad.dropout = 1.5
+        XCTAssertThrowsError(try bad.validate()) { XCTAssertTrue("\($0)".contains("dropout must be in [0, 1)"), "\($0)") }
+    }
 }
