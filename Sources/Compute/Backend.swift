@@ -149,6 +149,18 @@ public protocol Backend: AnyObject, Sendable {
     func copyCacheSlot(keys: FloatBuffer, values: FloatBuffer, from source: Int, to destination: Int, length: Int,
                        NH: Int, capacity: Int, headSize: Int)
 
+    /// Whether the KV cache can be kept in half precision: `allocateHalf` and the `HalfBuffer`
+    /// forms of `cachedAttentionForward` and `copyCacheSlot` (keys and values are rounded to f16
+    /// when stored; scores and sums stay fp32).
+    var supportsHalfPrecisionCache: Bool { get }
+    func allocateHalf(_ count: Int) throws -> HalfBuffer
+    func deallocateHalf(_ buffer: HalfBuffer)
+    func cachedAttentionForward(out: FloatBuffer, qkv: FloatBuffer, keys: HalfBuffer, values: HalfBuffer,
+                                slots: TokenBuffer, positions: TokenBuffer, N: Int, C: Int, NH: Int, KVH: Int,
+                                capacity: Int)
+    func copyCacheSlot(keys: HalfBuffer, values: HalfBuffer, from source: Int, to destination: Int, length: Int,
+                       NH: Int, capacity: Int, headSize: Int)
+
     func allocateInt8(_ count: Int) throws -> Int8Buffer
     func deallocateInt8(_ buffer: Int8Buffer)
     /// Per-row absmax int8 quantisation of a (rows, C) matrix: scale[r] = max|w[r,:]| / 127,
@@ -168,6 +180,25 @@ public protocol Backend: AnyObject, Sendable {
 
     /// Waits until queued work has finished (no-op on the CPU).
     func synchronize()
+}
+
+/// A backend without a half-precision KV cache says so; callers check `supportsHalfPrecisionCache`
+/// before allocating one, so the kernels below are never reached.
+extension Backend {
+    public var supportsHalfPrecisionCache: Bool { false }
+    public func allocateHalf(_ count: Int) throws -> HalfBuffer {
+        throw ComputeError.unsupported("a half-precision (f16) KV cache is not available on the \(name) backend")
+    }
+    public func deallocateHalf(_ buffer: HalfBuffer) {}
+    public func cachedAttentionForward(out: FloatBuffer, qkv: FloatBuffer, keys: HalfBuffer, values: HalfBuffer,
+                                       slots: TokenBuffer, positions: TokenBuffer, N: Int, C: Int, NH: Int, KVH: Int,
+                                       capacity: Int) {
+        preconditionFailure("the \(name) backend has no half-precision KV cache")
+    }
+    public func copyCacheSlot(keys: HalfBuffer, values: HalfBuffer, from source: Int, to destination: Int, length: Int,
+                              NH: Int, capacity: Int, headSize: Int) {
+        preconditionFailure("the \(name) backend has no half-precision KV cache")
+    }
 }
 
 extension Backend {

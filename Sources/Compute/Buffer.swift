@@ -50,6 +50,23 @@ public struct Int8Buffer: @unchecked Sendable {
     }
 }
 
+/// A span of IEEE half-precision values owned by a Backend (a KV cache kept in f16).
+public struct HalfBuffer: @unchecked Sendable {
+    public let pointer: UnsafeMutablePointer<Float16>
+    public let count: Int
+
+    public init(pointer: UnsafeMutablePointer<Float16>, count: Int) {
+        self.pointer = pointer
+        self.count = count
+    }
+
+    @inline(__always)
+    public func slice(_ offset: Int, _ count: Int) -> HalfBuffer {
+        precondition(offset >= 0 && count >= 0 && offset + count <= self.count, "slice out of bounds")
+        return HalfBuffer(pointer: pointer + offset, count: count)
+    }
+}
+
 /// One named region in an arena's size table.
 public struct ArenaEntry: Sendable, Equatable {
     public let name: String

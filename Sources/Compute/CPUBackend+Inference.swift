@@ -43,7 +43,33 @@ extension CPUBackend {
     public func cachedAttentionForward(out: FloatBuffer, qkv: FloatBuffer, keys: FloatBuffer, values: FloatBuffer,
                                        slots: TokenBuffer, positions: TokenBuffer, N: Int, C: Int, NH: Int, KVH: Int,
                                        capacity: Int) {
-        let out = out.pointer, qkv = qkv.pointer, kc = keys.pointer, vc = values.pointer
+        cachedAttention(out: out.pointer, qkv: qkv.pointer, kc: keys.pointer, vc: values.pointer, slots: slots, positions: positions,
+                        N: N, C: C, NH: NH, KVH: KVH, capacity: capacity)
+    }
+
+    public func cachedAttentionForward(out: FloatBuffer, qkv: FloatBuffer, keys: HalfBuffer, values: HalfBuffer,
+                                       slots: TokenBuffer, positions: TokenBuffer, N: Int, C: Int, NH: Int, KVH: Int,
+                                       capacity: Int) {
+        cachedAttention(out: out.pointer, qkv: qkv.pointer, kc: keys.pointer, vc: values.pointer, slots: slots, positions: positions,
+                        N: N, C: C, NH: NH, KVH: KVH, capacity: capacity)
+    }
+
+    public var supportsHalfPrecisionCache: Bool { true }
+
+    public func allocateHalf(_ count: Int) throws -> HalfBuffer {
+        let raw = try allocateZeroed(bytes: max(count, 1) * MemoryLayout<Float16>.stride)
+        return HalfBuffer(pointer: raw.bindMemory(to: Float16.self, capacity: count), count: count)
+    }
+
+    public func deallocateHalf(_ buffer: HalfBuffer) { free(buffer.pointer) }
+
+    /// The KV-cache attention for either cache element type. Keys and values are rounded to the
+    /// cache's type when stored, and every row (prefill and decode alike) attends to the stored
+    /// values; scores, softmax and sums are fp32.
+    private func cachedAttention<E: KVCacheElement>(out: UnsafeMutablePointer<Float>, qkv: UnsafeMutablePointer<Float>,
+                                                    kc: UnsafeMutablePointer<E>, vc: UnsafeMutablePointer<E>,
+                                                    slots: TokenBuffer, positions: TokenBuffer, N: Int, C: Int, NH: Int,
+                                                    KVH: Int, capacity: Int) {
         let slot = slots.pointer, pos = positions.pointer
         let hs = C / NH, KVC = KVH * hs, W = C + 2 * KVC, group = NH / KVH
         // 1. Store every new row's keys and values at its position.
@@ -51,8 +77,8 @@ extension CPUBackend {
             let s = Int(slot[n]), p = Int(pos[n])
             for g in 0..<KVH {
                 let dst = ((s * KVH + g) * capacity + p) * hs
-                (kc + dst).update(from: qkv + n * W + C + g * hs, count: hs)
-                (vc + dst).update(from: qkv + n * W + C + KVC + g * hs, count: hs)
+                E.store(qkv + n * W + C + g * hs, count: hs, to: kc + dst)
+                E.store(qkv + n * W + C + KVC + g * hs, count: hs, to: vc + dst)
             }
         }
         // 2. Runs: consecutive rows of one slot at consecutive positions (a prefill chunk, or one
@@ -68,7 +94,8 @@ extension CPUBackend {
         let tasks = runs.count * NH
         let chunks = max(1, min(Parallel.threadCount, tasks))
         let bs = attentionBlockRows
-        let perChunk = bs * capacity
+        // Per chunk: a block of scores, and (f16) the slot's keys and values as fp32 for BLAS.
+        let perChunk = bs * capacity + (E.isFloat ? 0 : 2 * capacity * hs)
         let scratch = scratchFloats(perChunk * chunks)
         let scale = 1 / Float(hs).squareRoot()
         runs.withUnsafeBufferPointer { runs in
@@ -84,21 +111,24 @@ extension CPUBackend {
                     let K = kc + (s * KVH + g) * capacity * hs, V = vc + (s * KVH + g) * capacity * hs
                     if run.count == 1 {
                         decodeAttentionRow(out: out + run.start * C + h * hs, q: qkv + run.start * W + h * hs,
-                                           K: K, V: V, length: p0 + 1, hs: hs, scale: scale, scores: S)
+                                           K: UnsafePointer(K), V: UnsafePointer(V), length: p0 + 1, hs: hs, scale: scale, scores: S)
                         continue
                     }
+                    let seen = (p0 + run.count) * hs
+                    let Kf = E.floats(K, count: seen, scratch: S + bs * capacity)
+                    let Vf = E.floats(V, count: seen, scratch: S + bs * capacity + capacity * hs)
                     var r0 = 0
                     while r0 < run.count {
                         let r1 = min(run.count, r0 + bs), m = r1 - r0
                         let keysSeen = p0 + r1
                         sgemm(transA: false, transB: true, m: m, n: keysSeen, k: hs, alpha: scale,
-                              a: qkv + (run.start + r0) * W + h * hs, lda: W, b: K, ldb: hs, beta: 0,
+                              a: qkv + (run.start + r0) * W + h * hs, lda: W, b: Kf, ldb: hs, beta: 0,
                               c: S, ldc: capacity)
                         for i in r0..<r1 {
                             _ = softmaxRowInPlace(S + (i - r0) * capacity, valid: p0 + i + 1, total: keysSeen)
                         }
                         sgemm(transA: false, transB: false, m: m, n: hs, k: keysSeen, alpha: 1, a: S, lda: capacity,
-                              b: V, ldb: hs, beta: 0, c: out + (run.start + r0) * C + h * hs, ldc: C)
+                              b: Vf, ldb: hs, beta: 0, c: out + (run.start + r0) * C + h * hs, ldc: C)
                         r0 = r1
                     }
                 }
@@ -108,11 +138,23 @@ extension CPUBackend {
 
     public func copyCacheSlot(keys: FloatBuffer, values: FloatBuffer, from source: Int, to destination: Int, length: Int,
                               NH: Int, capacity: Int, headSize hs: Int) {
+        copySlot(keys: keys.pointer, values: values.pointer, from: source, to: destination, length: length, NH: NH,
+                 capacity: capacity, headSize: hs)
+    }
+
+    public func copyCacheSlot(keys: HalfBuffer, values: HalfBuffer, from source: Int, to destination: Int, length: Int,
+                              NH: Int, capacity: Int, headSize hs: Int) {
+        copySlot(keys: keys.pointer, values: values.pointer, from: source, to: destination, length: length, NH: NH,
+                 capacity: capacity, headSize: hs)
+    }
+
+    private func copySlot<E>(keys: UnsafeMutablePointer<E>, values: UnsafeMutablePointer<E>, from source: Int, to destination: Int,
+                             length: Int, NH: Int, capacity: Int, headSize hs: Int) {
         guard source != destination, length > 0 else { return }
         for h in 0..<NH {
             let src = (source * NH + h) * capacity * hs, dst = (destination * NH + h) * capacity * hs
-            (keys.pointer + dst).update(from: keys.pointer + src, count: length * hs)
-            (values.pointer + dst).update(from: values.pointer + src, count: length * hs)
+            (keys + dst).update(from: keys + src, count: length * hs)
+            (values + dst).update(from: values + src, count: length * hs)
         }
     }
 
@@ -271,6 +313,48 @@ extension Int8: SmallMatmulWeight {
     @inline(__always) static func value(_ p: UnsafePointer<Int8>) -> Float { Float(p.pointee) }
 }
 
+extension Float16: SmallMatmulWeight {
+    @inline(__always) static func load8(_ p: UnsafePointer<Float16>) -> Float8 {
+        Float8(UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Float16>.self))
+    }
+    @inline(__always) static func value(_ p: UnsafePointer<Float16>) -> Float { Float(p.pointee) }
+}
+
+/// What a KV cache can hold: fp32, or f16 (half the bytes each decoding step reads).
+protocol KVCacheElement: SmallMatmulWeight {
+    static var isFloat: Bool { get }
+    /// Stores `count` floats as this type (rounded to nearest for f16).
+    static func store(_ source: UnsafePointer<Float>, count: Int, to destination: UnsafeMutablePointer<Self>)
+    /// `count` values as floats: the values themselves for fp32, else converted into `scratch`.
+    static func floats(_ p: UnsafeMutablePointer<Self>, count: Int, scratch: UnsafeMutablePointer<Float>) -> UnsafeMutablePointer<Float>
+}
+
+extension Float: KVCacheElement {
+    static var isFloat: Bool { true }
+    @inline(__always) static func store(_ source: UnsafePointer<Float>, count: Int, to destination: UnsafeMutablePointer<Float>) {
+        destination.update(from: source, count: count)
+    }
+    @inline(__always) static func floats(_ p: UnsafeMutablePointer<Float>, count: Int, scratch: UnsafeMutablePointer<Float>) -> UnsafeMutablePointer<Float> { p }
+}
+
+extension Float16: KVCacheElement {
+    static var isFloat: Bool { false }
+    @inline(__always) static func store(_ source: UnsafePointer<Float>, count: Int, to destination: UnsafeMutablePointer<Float16>) {
+        var c = 0
+        while c + 8 <= count {
+            UnsafeMutableRawPointer(destination + c).storeBytes(of: SIMD8<Float16>(Float.load8(source + c)), as: SIMD8<Float16>.self)
+            c += 8
+        }
+        while c < count { destination[c] = Float16(source[c]); c += 1 }
+    }
+    @inline(__always) static func floats(_ p: UnsafeMutablePointer<Float16>, count: Int, scratch: UnsafeMutablePointer<Float>) -> UnsafeMutablePointer<Float> {
+        var c = 0
+        while c + 8 <= count { store8(Float16.load8(UnsafePointer(p) + c), scratch + c); c += 8 }
+        while c < count { scratch[c] = Float(p[c]); c += 1 }
+        return scratch
+    }
+}
+
 @inline(__always)
 func int8Load8(_ p: UnsafePointer<Int8>) -> Float8 {
     Float8(SIMD8<Int32>(truncatingIfNeeded: UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Int8>.self)))
@@ -374,8 +458,9 @@ func dotRow4Inputs<W: SmallMatmulWeight>(_ w: UnsafePointer<W>, _ C: Int, _ x0: 
 /// accumulators in registers (four keys at a time for the scores; up to 64 output channels for the
 /// values) instead of one dependent chain per key.
 @inline(__always)
-func decodeAttentionRow(out: UnsafeMutablePointer<Float>, q: UnsafePointer<Float>, K: UnsafePointer<Float>,
-                        V: UnsafePointer<Float>, length: Int, hs: Int, scale: Float, scores: UnsafeMutablePointer<Float>) {
+func decodeAttentionRow<E: SmallMatmulWeight>(out: UnsafeMutablePointer<Float>, q: UnsafePointer<Float>, K: UnsafePointer<E>,
+                                               V: UnsafePointer<E>, length: Int, hs: Int, scale: Float,
+                                               scores: UnsafeMutablePointer<Float>) {
     var j = 0
     if hs % 8 == 0 {
         while j + 4 <= length {
@@ -384,8 +469,8 @@ func decodeAttentionRow(out: UnsafeMutablePointer<Float>, q: UnsafePointer<Float
             var c = 0
             while c < hs {
                 let qv = load8(q + c)
-                a0 = a0.addingProduct(qv, load8(k0 + c)); a1 = a1.addingProduct(qv, load8(k1 + c))
-                a2 = a2.addingProduct(qv, load8(k2 + c)); a3 = a3.addingProduct(qv, load8(k3 + c))
+                a0 = a0.addingProduct(qv, E.load8(k0 + c)); a1 = a1.addingProduct(qv, E.load8(k1 + c))
+                a2 = a2.addingProduct(qv, E.load8(k2 + c)); a3 = a3.addingProduct(qv, E.load8(k3 + c))
                 c += 8
             }
             scores[j] = a0.sum() * scale; scores[j + 1] = a1.sum() * scale
@@ -397,9 +482,9 @@ func decodeAttentionRow(out: UnsafeMutablePointer<Float>, q: UnsafePointer<Float
         let k = K + j * hs
         var acc = Float8()
         var c = 0
-        while c + 8 <= hs { acc = acc.addingProduct(load8(q + c), load8(k + c)); c += 8 }
+        while c + 8 <= hs { acc = acc.addingProduct(load8(q + c), E.load8(k + c)); c += 8 }
         var s = acc.sum()
-        while c < hs { s += q[c] * k[c]; c += 1 }
+        while c < hs { s += q[c] * E.value(k + c); c += 1 }
         scores[j] = s * scale
         j += 1
     }
@@ -410,10 +495,10 @@ func decodeAttentionRow(out: UnsafeMutablePointer<Float>, q: UnsafePointer<Float
         var a4 = Float8(), a5 = Float8(), a6 = Float8(), a7 = Float8()
         for j in 0..<length {
             let p = Float8(repeating: scores[j]), v = V + j * hs + c0
-            a0 = a0.addingProduct(p, load8(v)); a1 = a1.addingProduct(p, load8(v + 8))
-            a2 = a2.addingProduct(p, load8(v + 16)); a3 = a3.addingProduct(p, load8(v + 24))
-            a4 = a4.addingProduct(p, load8(v + 32)); a5 = a5.addingProduct(p, load8(v + 40))
-            a6 = a6.addingProduct(p, load8(v + 48)); a7 = a7.addingProduct(p, load8(v + 56))
+            a0 = a0.addingProduct(p, E.load8(v)); a1 = a1.addingProduct(p, E.load8(v + 8))
+            a2 = a2.addingProduct(p, E.load8(v + 16)); a3 = a3.addingProduct(p, E.load8(v + 24))
+            a4 = a4.addingProduct(p, E.load8(v + 32)); a5 = a5.addingProduct(p, E.load8(v + 40))
+            a6 = a6.addingProduct(p, E.load8(v + 48)); a7 = a7.addingProduct(p, E.load8(v + 56))
         }
         let o = out + c0
         store8(a0, o); store8(a1, o + 8); store8(a2, o + 16); store8(a3, o + 24)
@@ -422,7 +507,7 @@ func decodeAttentionRow(out: UnsafeMutablePointer<Float>, q: UnsafePointer<Float
     }
     while c0 + 8 <= hs {
         var a = Float8()
-        for j in 0..<length { a = a.addingProduct(Float8(repeating: scores[j]), load8(V + j * hs + c0)) }
+        for j in 0..<length { a = a.addingProduct(Float8(repeating: scores[j]), E.load8(V + j * hs + c0)) }
         store8(a, out + c0)
         c0 += 8
     }
@@ -430,7 +515,7 @@ func decodeAttentionRow(out: UnsafeMutablePointer<Float>, q: UnsafePointer<Float
         for c in c0..<hs { out[c] = 0 }
         for j in 0..<length {
             let p = scores[j], v = V + j * hs
-            for c in c0..<hs { out[c] += p * v[c] }
+            for c in c0..<hs { out[c] += p * E.value(v + c) }
         }
     }
 }

@@ -8,11 +8,14 @@ import Darwin
 
 public enum ComputeError: Error, CustomStringConvertible {
     case outOfMemory(requestedBytes: Int)
+    case unsupported(String)
 
     public var description: String {
         switch self {
         case .outOfMemory(let bytes):
             return "could not allocate \(bytes / 1_048_576) MiB. HINT: use a smaller batch size, context or model."
+        case .unsupported(let what):
+            return "\(what). HINT: use --kv-cache f32, or the cpu device."
         }
     }
 }

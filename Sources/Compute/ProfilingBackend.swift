@@ -133,6 +133,23 @@ public final class ProfilingBackend: Backend, @unchecked Sendable {
                                 capacity: capacity, headSize: headSize)
         }
     }
+    public var supportsHalfPrecisionCache: Bool { inner.supportsHalfPrecisionCache }
+    public func allocateHalf(_ count: Int) throws -> HalfBuffer { try inner.allocateHalf(count) }
+    public func deallocateHalf(_ buffer: HalfBuffer) { inner.deallocateHalf(buffer) }
+    public func cachedAttentionForward(out: FloatBuffer, qkv: FloatBuffer, keys: HalfBuffer, values: HalfBuffer, slots: TokenBuffer,
+                                       positions: TokenBuffer, N: Int, C: Int, NH: Int, KVH: Int, capacity: Int) {
+        time("cached attention") {
+            inner.cachedAttentionForward(out: out, qkv: qkv, keys: keys, values: values, slots: slots, positions: positions,
+                                         N: N, C: C, NH: NH, KVH: KVH, capacity: capacity)
+        }
+    }
+    public func copyCacheSlot(keys: HalfBuffer, values: HalfBuffer, from source: Int, to destination: Int, length: Int, NH: Int,
+                              capacity: Int, headSize: Int) {
+        time("copy") {
+            inner.copyCacheSlot(keys: keys, values: values, from: source, to: destination, length: length, NH: NH,
+                                capacity: capacity, headSize: headSize)
+        }
+    }
     public func allocateInt8(_ count: Int) throws -> Int8Buffer { try inner.allocateInt8(count) }
     public func deallocateInt8(_ buffer: Int8Buffer) { inner.deallocateInt8(buffer) }
     public func quantizeRows(weight: FloatBuffer, into q: Int8Buffer, scales: FloatBuffer, rows: Int, C: Int) {

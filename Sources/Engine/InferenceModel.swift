@@ -24,6 +24,21 @@ public enum WeightFormat: String, Sendable, CaseIterable {
     case int8
 }
 
+/// What the KV cache holds.
+public enum KVCacheFormat: String, Sendable, CaseIterable {
+    /// fp32 keys and values: decoding equals a full recomputation.
+    case f32
+    /// Half-precision keys and values (rounded when stored; attention arithmetic stays fp32): half
+    /// the cache memory, and half the bytes each decoding step reads from it.
+    case f16
+}
+
+/// The KV cache's storage, (L, S, KVH, capacity, hs) each for keys and values.
+enum KVCacheStorage {
+    case f32(keys: FloatBuffer, values: FloatBuffer)
+    case f16(keys: HalfBuffer, values: HalfBuffer)
+}
+
 /// New tokens of one sequence for `InferenceModel.forward`.
 public struct SequenceInput: Sendable {
     /// Cache slot of the sequence (0..<slotCount).
@@ -50,9 +65,9 @@ public final class InferenceModel: @unchecked Sendable {
     /// New rows processed per pass; longer prompts are prefilled in several passes.
     public let rowsPerPass: Int
     public let weightFormat: WeightFormat
+    public let kvCacheFormat: KVCacheFormat
 
-    private let keys: FloatBuffer      // (L, S, KVH, capacity, hs)
-    private let values: FloatBuffer
+    private let cache: KVCacheStorage
     private let work: Arena
     private let tokenIds: TokenBuffer
     private let positions: TokenBuffer
@@ -72,8 +87,9 @@ public final class InferenceModel: @unchecked Sendable {
     ///   - slots: sequences that can be generated at once (each owns a KV cache slot).
     ///   - capacity: positions per slot (default and maximum: the model's context length).
     ///   - rowsPerPass: new tokens per forward pass (prompt chunk size).
+    ///   - kvCache: fp32, or f16 (half the cache memory and reads; the backend must support it).
     public init(model: GPT, slots: Int = 1, capacity: Int? = nil, rowsPerPass: Int = 256,
-                weightFormat: WeightFormat = .float32) throws {
+                weightFormat: WeightFormat = .float32, kvCache: KVCacheFormat = .f32) throws {
         let config = model.config
         let T = config.contextLength
         let capacity = capacity ?? T
@@ -89,10 +105,18 @@ public final class InferenceModel: @unchecked Sendable {
         self.capacity = capacity
         self.rowsPerPass = min(rowsPerPass, slots * capacity)
         self.weightFormat = weightFormat
+        self.kvCacheFormat = kvCache
         let C = config.width, L = config.layers
         let cacheCount = L * slots * capacity * config.kvWidth
-        keys = try backend.allocate(cacheCount)
-        values = try backend.allocate(cacheCount)
+        switch kvCache {
+        case .f32:
+            cache = .f32(keys: try backend.allocate(cacheCount), values: try backend.allocate(cacheCount))
+        case .f16:
+            guard backend.supportsHalfPrecisionCache else {
+                throw EngineError.invalidSetting("an f16 KV cache is not available on the \(backend.name) backend yet; use --kv-cache f32")
+            }
+            cache = .f16(keys: try backend.allocateHalf(cacheCount), values: try backend.allocateHalf(cacheCount))
+        }
         let R = self.rowsPerPass
         work = try Arena(backend: backend, entries: [
             ArenaEntry(name: "x", shape: [R, C]), ArenaEntry(name: "ln", shape: [R, C]),
@@ -110,8 +134,10 @@ public final class InferenceModel: @unchecked Sendable {
     }
 
     deinit {
-        backend.deallocate(keys)
-        backend.deallocate(values)
+        switch cache {
+        case .f32(let keys, let values): backend.deallocate(keys); backend.deallocate(values)
+        case .f16(let keys, let values): backend.deallocateHalf(keys); backend.deallocateHalf(values)
+        }
         backend.deallocateTokens(tokenIds)
         backend.deallocateTokens(positions)
         backend.deallocateTokens(slots)
@@ -183,9 +209,16 @@ public final class InferenceModel: @unchecked Sendable {
     public func copySlot(from source: Int, to destination: Int, length: Int) {
         let perLayer = slotCount * capacity * config.kvWidth
         for l in 0..<config.layers {
-            backend.copyCacheSlot(keys: keys.slice(l * perLayer, perLayer), values: values.slice(l * perLayer, perLayer),
-                                  from: source, to: destination, length: length, NH: config.kvHeads, capacity: capacity,
-                                  headSize: config.headSize)
+            switch cache {
+            case .f32(let keys, let values):
+                backend.copyCacheSlot(keys: keys.slice(l * perLayer, perLayer), values: values.slice(l * perLayer, perLayer),
+                                      from: source, to: destination, length: length, NH: config.kvHeads, capacity: capacity,
+                                      headSize: config.headSize)
+            case .f16(let keys, let values):
+                backend.copyCacheSlot(keys: keys.slice(l * perLayer, perLayer), values: values.slice(l * perLayer, perLayer),
+                                      from: source, to: destination, length: length, NH: config.kvHeads, capacity: capacity,
+                                      headSize: config.headSize)
+            }
         }
     }
 
@@ -369,9 +402,16 @@ public final class InferenceModel: @unchecked Sendable {
                 be.rotaryEmbedding(qkv, positions: positions, N: N, T: capacity, heads: NH, kvHeads: KVH, headSize: config.headSize,
                                    theta: config.ropeTheta, inverse: false)
             }
-            be.cachedAttentionForward(out: atty, qkv: qkv, keys: keys.slice(l * perLayer, perLayer),
-                                      values: values.slice(l * perLayer, perLayer), slots: slots, positions: positions,
-                                      N: N, C: C, NH: NH, KVH: KVH, capacity: capacity)
+            switch cache {
+            case .f32(let keys, let values):
+                be.cachedAttentionForward(out: atty, qkv: qkv, keys: keys.slice(l * perLayer, perLayer),
+                                          values: values.slice(l * perLayer, perLayer), slots: slots, positions: positions,
+                                          N: N, C: C, NH: NH, KVH: KVH, capacity: capacity)
+            case .f16(let keys, let values):
+                be.cachedAttentionForward(out: atty, qkv: qkv, keys: keys.slice(l * perLayer, perLayer),
+                                          values: values.slice(l * perLayer, perLayer), slots: slots, positions: positions,
+                                          N: N, C: C, NH: NH, KVH: KVH, capacity: capacity)
+            }
             linear(out: proj, input: atty, weight: p.projWeight, bias: p.projBias, N: N, C: C, OC: C)
             be.residualForward(out: x, a: x, b: proj, count: N * C)
             model.normForward(out: ln, mean: mean, rstd: rstd, input: x, weight: p.norm2Weight, bias: p.norm2Bias, N: N)

@@ -28,6 +28,7 @@ struct BenchGenerateCommand: AsyncParsableCommand {
     @Option(help: "Benchmark configuration: char-baby, char-small or gpt2-124m.") var config: String = "gpt2-124m"
     @Option(help: "Sequences generated together.") var batch: Int = 1
     @Option(help: "Weights: none (fp32) or int8 (per-row absmax).") var quantize: String = "none"
+    @Option(help: "KV cache: f32 or f16.") var kvCache: String = "f32"
     @Option(help: "Prompt length in tokens.") var promptTokens: Int = 128
     @Option(help: "New tokens per sequence.") var newTokens: Int = 64
     @Option(help: "Timed runs; the median is reported.") var repeats: Int = 3
@@ -54,7 +55,8 @@ struct BenchGenerateCommand: AsyncParsableCommand {
         let model = try GPT(config: preset.config, backend: profiler ?? backend)
         model.initialize(seed: 1)
         let inference = try InferenceModel(model: model, slots: batch, capacity: promptTokens + newTokens,
-                                           rowsPerPass: max(256, promptTokens), weightFormat: format)
+                                           rowsPerPass: max(256, promptTokens), weightFormat: format,
+                                           kvCache: try parseKVCache(kvCache))
         let engine = Engine(model: inference)
         var rng = SeededRandom(seed: 7)
         let prompts = (0..<batch).map { _ in
@@ -91,14 +93,14 @@ struct BenchGenerateCommand: AsyncParsableCommand {
         let bytesPerStep = Double(inference.weightBytesPerStep)
         let achieved = bytesPerStep * decodeRate / Double(batch) / 1e9
         let result = GenerateResult(
-            config: config, batch: batch, quantize: quantize, promptTokens: promptTokens, newTokens: newTokens,
+            config: config, batch: batch, quantize: quantize, kvCache: kvCache, promptTokens: promptTokens, newTokens: newTokens,
             prefillTokensPerSec: median(prefill), decodeTokensPerSec: decodeRate,
             weightMbPerStep: bytesPerStep / 1e6, achievedGbs: achieved, bandwidthGbs: bandwidth,
             bandwidthFraction: achieved / bandwidth, threads: Parallel.threadCount)
         if json {
             print(try jsonLine(result))
         } else {
-            print("\(config) batch \(batch) \(format == .int8 ? "int8" : "fp32"): prefill \(fmt(result.prefillTokensPerSec, 0)) tokens/s, "
+            print("\(config) batch \(batch) \(format == .int8 ? "int8" : "fp32")\(kvCache == "f16" ? ", f16 KV cache" : ""): prefill \(fmt(result.prefillTokensPerSec, 0)) tokens/s, "
                   + "decode \(fmt(decodeRate, 1)) tokens/s (\(fmt(decodeRate / Double(batch), 1)) per sequence); "
                   + "weights \(fmt(bytesPerStep / 1e6, 0)) MB/step → \(fmt(achieved)) GB/s of \(fmt(bandwidth)) GB/s measured "
                   + "(\(fmt(100 * result.bandwidthFraction, 0))%)")
@@ -110,6 +112,7 @@ struct GenerateResult: Codable {
     var config: String
     var batch: Int
     var quantize: String
+    var kvCache: String
     var promptTokens: Int
     var newTokens: Int
     var prefillTokensPerSec: Double
@@ -122,6 +125,7 @@ struct GenerateResult: Codable {
 
     enum CodingKeys: String, CodingKey {
         case config, batch, quantize, threads
+        case kvCache = "kv_cache"
         case promptTokens = "prompt_tokens"
         case newTokens = "new_tokens"
         case prefillTokensPerSec = "prefill_tokens_per_sec"

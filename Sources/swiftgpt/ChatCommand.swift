@@ -37,7 +37,8 @@ struct ChatCommand: AsyncParsableCommand {
         var params = try sampling.parameters()
         if params.seed == nil { params.seed = UInt64.random(in: 0...UInt64.max) }
         guard maxTokens > 0 else { throw ValidationError("--max-tokens must be positive") }
-        let (engine, codec, directory) = try loadEngine(model, format: try sampling.weightFormat(), backend: try device.backend())
+        let (engine, codec, directory) = try loadEngine(model, format: try sampling.weightFormat(), kvCache: try sampling.cacheFormat(),
+                                                          backend: try device.backend())
         let session = try ChatSession(engine: engine, codec: codec, system: system, sampling: params, maxReplyTokens: maxTokens)
         let interactive = isatty(0) != 0
         let interrupt = InterruptFlag.install()

@@ -45,17 +45,27 @@ struct SamplingOptions: ParsableArguments {
         return p
     }
 
+    @Option(help: "KV cache: f32, or f16 (half the cache memory and reads; keys and values rounded to half precision).")
+    var kvCache: String = "f32"
+
     func weightFormat() throws -> WeightFormat {
         guard let f = WeightFormat(rawValue: quantize) else { throw ValidationError("--quantize must be none or int8, got '\(quantize)'") }
         return f
     }
+
+    func cacheFormat() throws -> KVCacheFormat { try parseKVCache(kvCache) }
+}
+
+func parseKVCache(_ value: String) throws -> KVCacheFormat {
+    guard let f = KVCacheFormat(rawValue: value) else { throw ValidationError("--kv-cache must be f32 or f16, got '\(value)'") }
+    return f
 }
 
 /// Loads a run or checkpoint folder for generation.
-func loadEngine(_ path: String, slots: Int = 1, format: WeightFormat,
+func loadEngine(_ path: String, slots: Int = 1, format: WeightFormat, kvCache: KVCacheFormat = .f32,
                 backend: any Backend = CPUBackend()) throws -> (engine: Engine, codec: TextCodec, directory: String) {
     let loaded = try Checkpoint.load(path, backend: backend)
-    let inference = try InferenceModel(model: loaded.model, slots: slots, weightFormat: format)
+    let inference = try InferenceModel(model: loaded.model, slots: slots, weightFormat: format, kvCache: kvCache)
     return (Engine(model: inference), loaded.codec, loaded.directory)
 }
 
@@ -87,7 +97,8 @@ struct GenerateCommand: AsyncParsableCommand {
         let params = try sampling.parameters()
         guard maxTokens >= 0 else { throw ValidationError("--max-tokens must be ≥ 0") }
         guard logprobs >= 0 && logprobs <= 20 else { throw ValidationError("--logprobs must be in 0...20") }
-        let (engine, codec, _) = try loadEngine(model, format: try sampling.weightFormat(), backend: try device.backend())
+        let (engine, codec, _) = try loadEngine(model, format: try sampling.weightFormat(), kvCache: try sampling.cacheFormat(),
+                                                backend: try device.backend())
         let generator = TextGenerator(engine: engine, codec: codec)
         let ids = try generator.encodePrompt(prompt)
         let capacity = engine.model.capacity

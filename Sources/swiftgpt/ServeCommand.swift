@@ -31,6 +31,7 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Largest max_tokens a request may ask for (default: the context length).") var maxTokens: Int?
     @Option(help: "The model id clients use (default: the run folder's name).") var modelName: String?
     @Option(help: "Weights: none (fp32) or int8.") var quantize = "none"
+    @Option(help: "KV cache: f32, or f16 (half the memory per slot and half the cache reads).") var kvCache = "f32"
     @Option(help: "Seconds running generations may take to finish on shutdown.") var shutdownGrace = 10.0
     @OptionGroup var device: DeviceOptions
 
@@ -56,7 +57,8 @@ struct ServeCommand: AsyncParsableCommand {
         config.maxTokensLimit = maxTokens
         config.shutdownGraceSeconds = shutdownGrace
         config.modelName = modelName ?? defaultModelName(model)
-        let inference = try InferenceModel(model: loaded.model, slots: maxConcurrent, rowsPerPass: 256, weightFormat: format)
+        let inference = try InferenceModel(model: loaded.model, slots: maxConcurrent, rowsPerPass: 256, weightFormat: format,
+                                           kvCache: try parseKVCache(kvCache))
         let state = try ServerState(model: inference, codec: loaded.codec, configuration: config)
         let name = config.modelName, fallback = "\(config.host):\(config.port)"
         let (layers, context) = (loaded.model.config.layers, loaded.model.config.contextLength)

@@ -472,6 +472,14 @@ final class CUDAModelTests: CUDATestCase {
     func testLlamaGreedyGenerationMatchesCPU() throws { try compareGeneration(llama, format: .float32) }
     func testInt8GreedyGenerationMatchesCPU() throws { try compareGeneration(llama, format: .int8) }
 
+    /// The f16 KV cache is CPU-only for now: asking for it on CUDA is a clear error, not a crash.
+    func testHalfPrecisionCacheIsRefusedClearly() throws {
+        let model = try GPT(config: gpt2, backend: gpu)
+        XCTAssertThrowsError(try InferenceModel(model: model, slots: 1, kvCache: .f16)) {
+            XCTAssertTrue("\($0)".contains("f16 KV cache is not available on the cuda backend"), "\($0)")
+        }
+    }
+
     /// Three forward/backward/AdamW steps: losses, every gradient after the first backward, and
     /// every parameter after the last update agree.
     func compareTraining(_ config: GPTConfig, dropout: Bool) throws {

@@ -64,6 +64,46 @@ final class EngineTests: XCTestCase {
         }
     }
 
+    /// The f16 KV cache: keys and values are rounded when stored, so logits stay close to the fp32
+    /// forward (and pick the same token); prefill in one pass agrees with token-by-token decoding;
+    /// batching and copying a prompt's slot for n samples behave
+    /// as with the fp32 cache.
+    func testHalfPrecisionCache() throws {
+        let model = try makeModel()
+        let prompt: [Int32] = [3, 9, 27, 11, 40, 2, 8, 1, 66, 5, 12]
+        try prompt.withUnsafeBufferPointer { try model.forward(tokens: $0, batchSize: 1, sequenceLength: prompt.count) }
+        let reference = model.logits()
+        let stepwise = try InferenceModel(model: model, slots: 1, rowsPerPass: 1, kvCache: .f16)
+        XCTAssertEqual(stepwise.kvCacheFormat, .f16)
+        var last: [Float] = []
+        for t in 0..<prompt.count {
+            last = try stepwise.forward([SequenceInput(slot: 0, tokens: [prompt[t]], start: t)])
+            let row = Array(reference[(t * 70)..<(t * 70 + 70)])
+            let scale = row.map(abs).max()!
+            for v in 0..<70 { XCTAssertEqual(last[v], row[v], accuracy: 5e-3 * scale, "position \(t) token \(v)") }
+            XCTAssertEqual(last.indices.max { last[$0] < last[$1] }, row.indices.max { row[$0] < row[$1] })
+        }
+        // Prefill reads the same kind of stored values; fp32 rounding differences upstream can only
+        // move a stored value across an f16 rounding boundary (one f16 step, ~5e-4 relative).
+        let whole = try InferenceModel(model: model, slots: 1, kvCache: .f16)
+        let once = try whole.forward([SequenceInput(slot: 0, tokens: prompt, start: 0)])
+        let scale = last.map(abs).max()!
+        for v in 0..<70 { XCTAssertEqual(once[v], last[v], accuracy: 1e-3 * scale) }
+
+        let prompts: [[Int32]] = [[1, 2, 3], [10, 20, 30, 40, 50, 60, 7], [69], [4, 4, 4, 4]]
+        let single = Engine(model: try InferenceModel(model: model, slots: 1, kvCache: .f16))
+        var expected: [[Int32]] = []
+        for p in prompts {
+            expected.append(try single.complete([GenerationRequest(prompt: p, maxTokens: 12, sampling: .greedy)])[0].ids)
+        }
+        let batched = Engine(model: try InferenceModel(model: model, slots: 4, rowsPerPass: 5, kvCache: .f16))
+        XCTAssertEqual(try batched.complete(prompts.map { GenerationRequest(prompt: $0, maxTokens: 12, sampling: .greedy) }).map(\.ids), expected)
+        let params = SamplingParameters(temperature: 1.5, topP: 0.95, seed: 42)
+        let samples = try batched.complete([GenerationRequest(prompt: [1, 2, 3], maxTokens: 15, sampling: params, samples: 3)]).map(\.ids)
+        let alone = try single.complete([GenerationRequest(prompt: [1, 2, 3], maxTokens: 15, sampling: params)])[0].ids
+        XCTAssertEqual(samples[0], alone)
+    }
+
     func testBatchOfDifferentPromptsEqualsSeparateRuns() throws {
         let model = try makeModel()
         let prompts: [[Int32]] = [[1, 2, 3], [10, 20, 30, 40, 50, 60, 7], [69], [4, 4, 4, 4]]
