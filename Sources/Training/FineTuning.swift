@@ -254,6 +254,9 @@ func seededShuffle<T>(_ items: [T], seed: UInt64) -> [T] {
 
 // MARK: SFT
 
+/// Seconds between progress lines of the fine-tuning loops (evaluations print their own).
+let progressInterval = 5.0
+
 public enum SupervisedFineTuning {
     /// Fine-tunes `model` on conversations; writes RUN/last and RUN/best (lowest held-out loss),
     /// metrics.jsonl and loss.svg to `directory`.
@@ -346,6 +349,8 @@ public enum SupervisedFineTuning {
         }
 
         let start = MonotonicClock.now()
+        var lastLog = start
+        var tokensSeen = 0
         var epoch = 0
         var best = Double.infinity
         var lastLoss = Double.nan
@@ -386,14 +391,22 @@ public enum SupervisedFineTuning {
             lastLoss = Double(loss)
             metrics.train.append((step, lastLoss))
             metrics.write(["step": Double(step), "train_loss": lastLoss, "lr": Double(lr), "grad_norm": Double(norm)])
-            let elapsed = MonotonicClock.now() - start
+            tokensSeen += B * T
+            let now = MonotonicClock.now(), elapsed = now - start
             let timeUp = config.maxSeconds > 0 && elapsed >= config.maxSeconds
-            if step % max(1, config.evalEvery) == 0 || step == total || timeUp {
+            let evaluating = step % max(1, config.evalEvery) == 0 || step == total || timeUp
+            if !evaluating && now - lastLog >= progressInterval {
+                lastLog = now
+                log("sft step \(step)/\(total) | loss \(String(format: "%.4f", lastLoss)) | lr \(String(format: "%.1e", lr)) | "
+                    + "\(Int(Double(tokensSeen) / elapsed)) tok/s | ETA \(duration(elapsed / Double(step) * Double(total - step)))")
+            }
+            if evaluating {
+                lastLog = now
                 let v = try evaluate()
                 lastVal = v
                 let eta = elapsed / Double(step) * Double(total - step)
                 log("sft step \(step)/\(total) | loss \(String(format: "%.4f", lastLoss))" + (v.map { " | val \(String(format: "%.4f", $0))" } ?? "")
-                    + " | lr \(String(format: "%.1e", lr)) | ETA \(Int(eta))s")
+                    + " | lr \(String(format: "%.1e", lr)) | ETA \(duration(eta))")
                 if let v {
                     metrics.val.append((step, v))
                     metrics.write(["step": Double(step), "val_loss": v])

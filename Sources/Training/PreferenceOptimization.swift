@@ -183,6 +183,7 @@ public enum PreferenceOptimization {
         }
 
         let start = MonotonicClock.now()
+        var lastLog = start
         var order = seededShuffle(trainIdx, seed: config.seed &+ 1)
         var cursor = 0, epoch = 0, step = 0
         var lastLoss = Double.nan, best = Double.infinity
@@ -206,14 +207,21 @@ public enum PreferenceOptimization {
             metrics.train.append((step, loss))
             metrics.write(["step": Double(step), "train_loss": loss, "reward_accuracy": Double(wins) / Double(P),
                            "reward_margin": margin / Double(P), "lr": Double(lr), "grad_norm": Double(norm)])
-            let elapsed = MonotonicClock.now() - start
+            let now = MonotonicClock.now(), elapsed = now - start
             let timeUp = config.maxSeconds > 0 && elapsed >= config.maxSeconds
-            if step % max(1, config.evalEvery) == 0 || step == total || timeUp {
+            let evaluating = step % max(1, config.evalEvery) == 0 || step == total || timeUp
+            if !evaluating && now - lastLog >= progressInterval {
+                lastLog = now
+                log("dpo step \(step)/\(total) | loss \(String(format: "%.4f", loss)) | reward accuracy \(String(format: "%.3f", Double(wins) / Double(P)))"
+                    + " | \(String(format: "%.1f", Double(step) / elapsed)) steps/s | ETA \(duration(elapsed / Double(step) * Double(total - step)))")
+            }
+            if evaluating {
+                lastLog = now
                 lastEval = try evaluate()
                 let eta = elapsed / Double(step) * Double(total - step)
                 log("dpo step \(step)/\(total) | loss \(String(format: "%.4f", loss))"
                     + (lastEval.map { String(format: " | held-out loss %.4f, reward accuracy %.3f, margin %.3f", $0.loss, $0.accuracy, $0.margin) } ?? "")
-                    + " | ETA \(Int(eta))s")
+                    + " | ETA \(duration(eta))")
                 if let e = lastEval {
                     metrics.val.append((step, e.loss))
                     metrics.write(["step": Double(step), "val_loss": e.loss, "val_reward_accuracy": e.accuracy, "val_reward_margin": e.margin])
