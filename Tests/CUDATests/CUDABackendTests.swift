@@ -47,7 +47,7 @@ enum CUDATestDevice {
 
     /// Runs Tools/cuda/emulator/build.sh into a temporary folder; the library's path, or why not.
     private static func buildEmulator() -> Result<String, SkipReason> {
-        let out = NSTemporaryDirectory() + "swiftgpt-cuda-emu-\(getpid())"
+        let out = scratchRoot + "/cuda-emu"
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/bin/sh")
         process.arguments = [repositoryRoot + "/Tools/cuda/emulator/build.sh", out]

@@ -18,7 +18,7 @@ let fixtures: String = {
 }()
 
 func temporaryDirectory(_ name: String) -> String {
-    let dir = NSTemporaryDirectory() + "swiftgpt-interop-\(name)-\(UInt32.random(in: 0...UInt32.max))"
+    let dir = scratchRoot + "/interop-\(name)-\(UInt32.random(in: 0...UInt32.max))"
     try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
     return dir
 }

@@ -6,7 +6,7 @@ import XCTest
 
 final class FormatTests: XCTestCase {
     func temporaryPath(_ name: String) -> String {
-        let dir = NSTemporaryDirectory() + "swiftgpt-tests-\(getpid())"
+        let dir = scratchRoot
         try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         return dir + "/" + name
     }

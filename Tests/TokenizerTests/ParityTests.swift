@@ -55,7 +55,7 @@ final class ParityTests: XCTestCase {
         for (id, bytes) in hf.tokenBytes.enumerated() where !special.values.contains(Int32(id)) {
             lines += Data(bytes).base64EncodedString() + " \(id)\n"
         }
-        let path = NSTemporaryDirectory() + "parity-\(getpid()).tiktoken"
+        let path = scratchRoot + "/parity.tiktoken"
         try lines.write(toFile: path, atomically: true, encoding: .utf8)
         let tk = try BPE.loadTiktoken(path: path, pattern: .gpt4, specialTokens: special)
         let parity = try JSONDecoder().decode(Parity.self, from: Data(contentsOf: URL(fileURLWithPath: Self.fixtures + "parity_ids.json")))

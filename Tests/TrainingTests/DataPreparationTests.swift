@@ -5,7 +5,7 @@ import XCTest
 
 final class DataPreparationTests: XCTestCase {
     func temporaryDirectory() -> String {
-        let dir = NSTemporaryDirectory() + "swiftgpt-training-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        let dir = scratchRoot + "/training-\(UInt32.random(in: 0...UInt32.max))"
         try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         return dir
     }

@@ -5,7 +5,7 @@ import XCTest
 
 final class TrainerTests: XCTestCase {
     func prepared() throws -> String {
-        let dir = NSTemporaryDirectory() + "swiftgpt-trainer-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        let dir = scratchRoot + "/trainer-\(UInt32.random(in: 0...UInt32.max))"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         let text = String(repeating: "To be, or not to be, that is the question: whether 'tis nobler in the mind to suffer.\n", count: 40)
         try text.write(toFile: dir + "/t.txt", atomically: true, encoding: .utf8)
