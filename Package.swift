@@ -77,10 +77,12 @@ let package = Package(
                                                        .product(name: "HummingbirdTesting", package: "hummingbird")]),
         .testTarget(name: "ChatTests", dependencies: ["Chat", "Engine", "Tokenizer", "Training", "Model", "Compute"]),
         .testTarget(name: "ComputeTests", dependencies: ["Compute"]),
-        .testTarget(name: "TrainingTests", dependencies: ["Training", "Model", "Compute", "Tokenizer"], exclude: ["Fixtures"]),
-        .testTarget(name: "TokenizerTests", dependencies: ["Tokenizer"], exclude: ["Fixtures"]),
+        .target(name: "TestSupport", path: "Tests/TestSupport"),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "Model", "Compute", "Tokenizer", "TestSupport"], exclude: ["Fixtures"]),
+        .testTarget(name: "TokenizerTests", dependencies: ["Tokenizer", "TestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "ModelTests", dependencies: ["Model", "Compute"], exclude: ["Fixtures"]),
-        .testTarget(name: "CUDATests", dependencies: ["CUDA", "Engine", "Model", "Compute"]),
-        .testTarget(name: "InteropTests", dependencies: ["Interop", "Engine", "Training", "Tokenizer", "Model", "Compute"], exclude: ["Fixtures"]),
+        .testTarget(name: "CUDATests", dependencies: ["CUDA", "Engine", "Model", "Compute", "TestSupport"]),
+        .testTarget(name: "InteropTests", dependencies: ["Interop", "Engine", "Training", "Tokenizer", "Model", "Compute", "TestSupport"],
+                    exclude: ["Fixtures"]),
     ]
 )

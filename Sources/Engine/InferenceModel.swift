@@ -37,6 +37,39 @@ public enum KVCacheFormat: String, Sendable, CaseIterable {
 enum KVCacheStorage {
     case f32(keys: FloatBuffer, values: FloatBuffer)
     case f16(keys: HalfBuffer, values: HalfBuffer)
+
+    /// `Backend.cachedAttentionForward` on layer `l`'s part of the cache (`perLayer` elements each).
+    func attend(_ be: any Backend, layer l: Int, perLayer: Int, out: FloatBuffer, qkv: FloatBuffer, slots: TokenBuffer,
+                positions: TokenBuffer, N: Int, C: Int, NH: Int, KVH: Int, capacity: Int) {
+        switch self {
+        case .f32(let keys, let values):
+            be.cachedAttentionForward(out: out, qkv: qkv, keys: keys.slice(l * perLayer, perLayer), values: values.slice(l * perLayer, perLayer),
+                                      slots: slots, positions: positions, N: N, C: C, NH: NH, KVH: KVH, capacity: capacity)
+        case .f16(let keys, let values):
+            be.cachedAttentionForward(out: out, qkv: qkv, keys: keys.slice(l * perLayer, perLayer), values: values.slice(l * perLayer, perLayer),
+                                      slots: slots, positions: positions, N: N, C: C, NH: NH, KVH: KVH, capacity: capacity)
+        }
+    }
+
+    /// `Backend.copyCacheSlot` on layer `l`'s part of the cache.
+    func copySlot(_ be: any Backend, layer l: Int, perLayer: Int, from source: Int, to destination: Int, length: Int,
+                  NH: Int, capacity: Int, headSize: Int) {
+        switch self {
+        case .f32(let keys, let values):
+            be.copyCacheSlot(keys: keys.slice(l * perLayer, perLayer), values: values.slice(l * perLayer, perLayer),
+                             from: source, to: destination, length: length, NH: NH, capacity: capacity, headSize: headSize)
+        case .f16(let keys, let values):
+            be.copyCacheSlot(keys: keys.slice(l * perLayer, perLayer), values: values.slice(l * perLayer, perLayer),
+                             from: source, to: destination, length: length, NH: NH, capacity: capacity, headSize: headSize)
+        }
+    }
+
+    func free(_ be: any Backend) {
+        switch self {
+        case .f32(let keys, let values): be.deallocate(keys); be.deallocate(values)
+        case .f16(let keys, let values): be.deallocateHalf(keys); be.deallocateHalf(values)
+        }
+    }
 }
 
 /// New tokens of one sequence for `InferenceModel.forward`.
@@ -134,10 +167,7 @@ public final class InferenceModel: @unchecked Sendable {
     }
 
     deinit {
-        switch cache {
-        case .f32(let keys, let values): backend.deallocate(keys); backend.deallocate(values)
-        case .f16(let keys, let values): backend.deallocateHalf(keys); backend.deallocateHalf(values)
-        }
+        cache.free(backend)
         backend.deallocateTokens(tokenIds)
         backend.deallocateTokens(positions)
         backend.deallocateTokens(slots)
@@ -209,16 +239,8 @@ public final class InferenceModel: @unchecked Sendable {
     public func copySlot(from source: Int, to destination: Int, length: Int) {
         let perLayer = slotCount * capacity * config.kvWidth
         for l in 0..<config.layers {
-            switch cache {
-            case .f32(let keys, let values):
-                backend.copyCacheSlot(keys: keys.slice(l * perLayer, perLayer), values: values.slice(l * perLayer, perLayer),
-                                      from: source, to: destination, length: length, NH: config.kvHeads, capacity: capacity,
-                                      headSize: config.headSize)
-            case .f16(let keys, let values):
-                backend.copyCacheSlot(keys: keys.slice(l * perLayer, perLayer), values: values.slice(l * perLayer, perLayer),
-                                      from: source, to: destination, length: length, NH: config.kvHeads, capacity: capacity,
-                                      headSize: config.headSize)
-            }
+            cache.copySlot(backend, layer: l, perLayer: perLayer, from: source, to: destination, length: length,
+                           NH: config.kvHeads, capacity: capacity, headSize: config.headSize)
         }
     }
 
@@ -402,16 +424,8 @@ public final class InferenceModel: @unchecked Sendable {
                 be.rotaryEmbedding(qkv, positions: positions, N: N, T: capacity, heads: NH, kvHeads: KVH, headSize: config.headSize,
                                    theta: config.ropeTheta, inverse: false)
             }
-            switch cache {
-            case .f32(let keys, let values):
-                be.cachedAttentionForward(out: atty, qkv: qkv, keys: keys.slice(l * perLayer, perLayer),
-                                          values: values.slice(l * perLayer, perLayer), slots: slots, positions: positions,
-                                          N: N, C: C, NH: NH, KVH: KVH, capacity: capacity)
-            case .f16(let keys, let values):
-                be.cachedAttentionForward(out: atty, qkv: qkv, keys: keys.slice(l * perLayer, perLayer),
-                                          values: values.slice(l * perLayer, perLayer), slots: slots, positions: positions,
-                                          N: N, C: C, NH: NH, KVH: KVH, capacity: capacity)
-            }
+            cache.attend(be, layer: l, perLayer: perLayer, out: atty, qkv: qkv, slots: slots, positions: positions,
+                         N: N, C: C, NH: NH, KVH: KVH, capacity: capacity)
             linear(out: proj, input: atty, weight: p.projWeight, bias: p.projBias, N: N, C: C, OC: C)
             be.residualForward(out: x, a: x, b: proj, count: N * C)
             model.normForward(out: ln, mean: mean, rstd: rstd, input: x, weight: p.norm2Weight, bias: p.norm2Bias, N: N)

@@ -12,6 +12,7 @@ import Compute
 import Engine
 import Foundation
 import Model
+import TestSupport
 import XCTest
 
 @testable import CUDA

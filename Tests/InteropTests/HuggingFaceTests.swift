@@ -10,6 +10,7 @@ import Foundation
 @testable import Interop
 import Model
 import Training
+import TestSupport
 import XCTest
 
 let fixtures: String = {

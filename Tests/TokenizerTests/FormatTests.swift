@@ -1,6 +1,7 @@
 // tiktoken rank files and GPT-2 encoder.json + vocab.bpe, written from a trained tokenizer and read back.
 
 import Foundation
+import TestSupport
 import XCTest
 @testable import Tokenizer
 

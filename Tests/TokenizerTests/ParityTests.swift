@@ -2,6 +2,7 @@
 // (fixtures from Tools/reference/tokenizer_parity.py).
 
 import Foundation
+import TestSupport
 import XCTest
 @testable import Tokenizer
 

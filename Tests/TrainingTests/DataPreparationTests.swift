@@ -1,5 +1,6 @@
 import Foundation
 import Tokenizer
+import TestSupport
 import XCTest
 @testable import Training
 
