@@ -146,10 +146,17 @@ public struct FineTuneConfig: Sendable, Equatable {
     /// Held-out fraction of the data (the last examples after a seeded shuffle).
     public var valFraction = 0.05
     /// Longest example in tokens (default: the model's context). Longer ones are truncated (SFT,
-    /// keeping the start) or skipped (DPO); both are counted.
+    /// keeping the start) or, in DPO, keep the end of their prompt (or are skipped, see
+    /// `truncatePrompts`); both are counted.
     public var maxLength: Int? = nil
     /// DPO temperature β.
     public var beta: Float = 0.1
+    /// DPO: weight α of an added negative log-likelihood of the chosen replies (per token, averaged
+    /// over the pairs), as in RPO (Pang et al., 2024). DPO alone can lower the chosen replies'
+    /// likelihood along with the rejected ones'; this term holds it up. 0: plain DPO.
+    public var nllWeight: Float = 0
+    /// DPO: a pair longer than the context keeps the end of its prompt (true) or is skipped.
+    public var truncatePrompts = true
     public var maxSeconds: Double = 0
     /// SFT: dropout probability during the training steps (nil: the model's own, which is what
     /// pre-training used). Held-out evaluation runs without dropout.
@@ -163,6 +170,7 @@ public struct FineTuneConfig: Sendable, Equatable {
         guard lr > 0, minLR >= 0, minLR <= lr else { throw TrainingError.invalidSetting("need lr > 0 and 0 ≤ min-lr ≤ lr") }
         guard valFraction >= 0 && valFraction < 1 else { throw TrainingError.invalidSetting("val fraction must be in [0, 1)") }
         guard beta > 0 && beta.isFinite else { throw TrainingError.invalidSetting("DPO beta must be positive") }
+        guard nllWeight >= 0 && nllWeight.isFinite else { throw TrainingError.invalidSetting("the DPO NLL weight must be ≥ 0, got \(nllWeight)") }
         guard warmup >= 0, evalEvery >= 0, gradClip >= 0 else { throw TrainingError.invalidSetting("warmup, eval-every and grad-clip must be ≥ 0") }
         if let dropout, !(dropout >= 0 && dropout < 1) { throw TrainingError.invalidSetting("dropout must be in [0, 1), got \(dropout)") }
     }

@@ -3,6 +3,8 @@
 //   z = β·((log π(y_c|x) − log π_ref(y_c|x)) − (log π(y_r|x) − log π_ref(y_r|x))),  loss = −log σ(z).
 // Since log π(y|x) = −Σ token losses, dloss/d(token loss) = +β·σ(−z) on chosen tokens and −β·σ(−z)
 // on rejected ones: those are the per-token loss weights handed to the model's backward.
+// With an NLL weight α (RPO), the loss adds α·(−log π(y_c|x))/|y_c| averaged over the pairs, which
+// adds α/|y_c| to each chosen reply token's weight.
 
 import Compute
 import Foundation
@@ -17,18 +19,33 @@ struct EncodedPair {
     var rejectedStart: Int
 }
 
-func encodePairs(_ pairs: [PreferencePair], format: ChatFormat, maxLength: Int) throws -> (pairs: [EncodedPair], skipped: Int) {
+/// Encodes pairs as token rows. A pair longer than `maxLength` keeps the end of its prompt (the
+/// latest turns, as the reply answers those) when `truncatePrompts` is set and at least
+/// `minimumPromptTokens` of it remain beside the longer reply; otherwise it is skipped.
+func encodePairs(_ pairs: [PreferencePair], format: ChatFormat, maxLength: Int, truncatePrompts: Bool = true)
+    throws -> (pairs: [EncodedPair], skipped: Int, truncated: Int) {
     var out: [EncodedPair] = []
-    var skipped = 0
+    var skipped = 0, truncated = 0
     for p in pairs {
         let prompt = try format.render(p.prompt, addGenerationPrompt: true).ids
         let c = try format.render(p.prompt + [ChatMessage(role: .assistant, content: p.chosen)]).ids
         let r = try format.render(p.prompt + [ChatMessage(role: .assistant, content: p.rejected)]).ids
-        if c.count > maxLength || r.count > maxLength { skipped += 1; continue }
-        out.append(EncodedPair(chosen: c, rejected: r, chosenStart: prompt.count, rejectedStart: prompt.count))
+        if c.count <= maxLength && r.count <= maxLength {
+            out.append(EncodedPair(chosen: c, rejected: r, chosenStart: prompt.count, rejectedStart: prompt.count))
+            continue
+        }
+        let longestReply = max(c.count, r.count) - prompt.count
+        let keep = maxLength - longestReply
+        guard truncatePrompts, keep >= min(prompt.count, minimumPromptTokens) else { skipped += 1; continue }
+        let cut = prompt.count - keep
+        out.append(EncodedPair(chosen: Array(c[cut...]), rejected: Array(r[cut...]), chosenStart: keep, rejectedStart: keep))
+        truncated += 1
     }
-    return (out, skipped)
+    return (out, skipped, truncated)
 }
+
+/// The fewest prompt tokens a truncated preference pair keeps.
+let minimumPromptTokens = 16
 
 /// Summed log-probabilities of the reply tokens of each row (chosen and rejected of every pair).
 func replyLogProbabilities(model: GPT, pairs: [EncodedPair], rowsPerBatch P: Int, T: Int, pad: Int32) throws -> [(Double, Double)] {
@@ -67,7 +84,14 @@ public struct PreferenceScore: Sendable, Codable {
     /// Mean of log π(chosen) − log π(rejected) (nats).
     public var margin: Double
     public var pairs: Int
+    /// Pairs left out: their replies leave no room for the prompt in the context.
     public var skipped: Int
+    /// Pairs scored on the end of their prompt (the start did not fit the context).
+    public var truncated: Int = 0
+    /// With a reference model: the fraction of pairs where log π/π_ref of the chosen reply exceeds
+    /// the rejected one's, and the mean difference (nats; DPO's reward margin divided by β).
+    public var rewardAccuracy: Double? = nil
+    public var rewardMargin: Double? = nil
 }
 
 public enum PreferenceOptimization {
@@ -90,7 +114,7 @@ public enum PreferenceOptimization {
         var fits: [Int] = []
         var encoded: [EncodedPair] = []
         for (i, p) in pairs.enumerated() {
-            let (e, _) = try encodePairs([p], format: format, maxLength: limit)
+            let (e, _, _) = try encodePairs([p], format: format, maxLength: limit, truncatePrompts: false)
             if let e = e.first { fits.append(i); encoded.append(e) }
         }
         var out = [(Double, Double)?](repeating: nil, count: pairs.count)
@@ -101,23 +125,39 @@ public enum PreferenceOptimization {
         return out
     }
 
-    /// How often the model prefers the chosen reply (summed log-probability), e.g. before and after DPO.
-    public static func score(model: GPT, codec: TextCodec, pairs: [PreferencePair], batchSize: Int = 8) throws -> PreferenceScore {
+    /// How often the model prefers the chosen reply (summed log-probability), e.g. before and after
+    /// DPO; with a `reference`, also how often the chosen reply's log-probability ratio to the
+    /// reference exceeds the rejected one's (DPO's implicit reward). Pairs longer than the context
+    /// are scored on the end of their prompt (see `encodePairs`).
+    public static func score(model: GPT, reference: GPT? = nil, codec: TextCodec, pairs: [PreferencePair], batchSize: Int = 8,
+                             truncatePrompts: Bool = true) throws -> PreferenceScore {
         let (format, pad, limit) = try setup(model: model, codec: codec, maxLength: nil)
-        let (encoded, skipped) = try encodePairs(pairs, format: format, maxLength: limit)
-        guard !encoded.isEmpty else { return PreferenceScore(accuracy: .nan, margin: .nan, pairs: 0, skipped: skipped) }
+        if let reference, reference.config != model.config {
+            throw TrainingError.configMismatch("the reference model's configuration differs from the model's; compare checkpoints of the same architecture")
+        }
+        let (encoded, skipped, truncated) = try encodePairs(pairs, format: format, maxLength: limit, truncatePrompts: truncatePrompts)
+        guard !encoded.isEmpty else { return PreferenceScore(accuracy: .nan, margin: .nan, pairs: 0, skipped: skipped, truncated: truncated) }
         let T = max(1, min(model.config.contextLength, encoded.map { max($0.chosen.count, $0.rejected.count) }.max()! - 1))
-        let logps = try replyLogProbabilities(model: model, pairs: encoded, rowsPerBatch: min(batchSize, encoded.count), T: T, pad: pad)
-        let wins = logps.filter { $0.0 > $0.1 }.count
-        let margin = logps.reduce(0) { $0 + ($1.0 - $1.1) } / Double(logps.count)
-        return PreferenceScore(accuracy: Double(wins) / Double(logps.count), margin: margin, pairs: logps.count, skipped: skipped)
+        let P = min(batchSize, encoded.count)
+        let logps = try replyLogProbabilities(model: model, pairs: encoded, rowsPerBatch: P, T: T, pad: pad)
+        let n = Double(logps.count)
+        var result = PreferenceScore(accuracy: Double(logps.filter { $0.0 > $0.1 }.count) / n,
+                                     margin: logps.reduce(0) { $0 + ($1.0 - $1.1) } / n, pairs: logps.count, skipped: skipped,
+                                     truncated: truncated)
+        if let reference {
+            let ref = try replyLogProbabilities(model: reference, pairs: encoded, rowsPerBatch: P, T: T, pad: pad)
+            let rewards = zip(logps, ref).map { ($0.0 - $1.0) - ($0.1 - $1.1) }
+            result.rewardAccuracy = Double(rewards.filter { $0 > 0 }.count) / n
+            result.rewardMargin = rewards.reduce(0, +) / n
+        }
+        return result
     }
 
     /// One DPO batch: reply log-probabilities of the policy, z per pair, then a weighted forward and
-    /// backward that adds dLoss/dθ (mean over the pairs) to the gradients. Returns the summed loss,
-    /// the pairs with z > 0 and the summed z.
-    static func accumulateGradients(model: GPT, pairs: [EncodedPair], reference: [(Double, Double)], beta: Double, T: Int, pad: Int32,
-                                    rows: inout PaddedRows) throws -> (loss: Double, wins: Int, margin: Double) {
+    /// backward that adds dLoss/dθ (mean over the pairs) to the gradients. Returns the summed loss
+    /// (DPO plus the NLL term when `nllWeight` > 0), the pairs with z > 0 and the summed z.
+    static func accumulateGradients(model: GPT, pairs: [EncodedPair], reference: [(Double, Double)], beta: Double, nllWeight: Double = 0,
+                                    T: Int, pad: Int32, rows: inout PaddedRows) throws -> (loss: Double, wins: Int, margin: Double) {
         let P = pairs.count
         let policy = try replyLogProbabilities(model: model, pairs: pairs, rowsPerBatch: P, T: T, pad: pad)
         var loss = 0.0, wins = 0, margin = 0.0
@@ -127,7 +167,10 @@ public enum PreferenceOptimization {
             margin += z
             if z > 0 { wins += 1 }
             let coefficient = Float(beta * sigmoid(-z) / Double(P))
-            rows.set(row: k, T: T, ids: p.chosen, mask: replyMask(p.chosen.count, p.chosenStart).map { $0 * coefficient }, pad: pad)
+            let replyTokens = Double(max(1, p.chosen.count - p.chosenStart))
+            loss += nllWeight * -policy[k].0 / replyTokens
+            let chosenWeight = coefficient + Float(nllWeight / (replyTokens * Double(P)))
+            rows.set(row: k, T: T, ids: p.chosen, mask: replyMask(p.chosen.count, p.chosenStart).map { $0 * chosenWeight }, pad: pad)
             rows.set(row: P + k, T: T, ids: p.rejected, mask: replyMask(p.rejected.count, p.rejectedStart).map { -$0 * coefficient }, pad: pad)
         }
         try rows.tokens.withUnsafeBufferPointer { tk in
@@ -148,7 +191,7 @@ public enum PreferenceOptimization {
             throw TrainingError.configMismatch("the reference model's configuration differs from the policy's; DPO needs the same architecture (use the SFT checkpoint the policy starts from)")
         }
         let (format, pad, limit) = try setup(model: model, codec: codec, maxLength: config.maxLength)
-        var (encoded, skipped) = try encodePairs(pairs, format: format, maxLength: limit)
+        var (encoded, skipped, truncated) = try encodePairs(pairs, format: format, maxLength: limit, truncatePrompts: config.truncatePrompts)
         guard encoded.count >= 2 else { throw TrainingError.invalidSetting("only \(encoded.count) usable preference pairs fit the context of \(model.config.contextLength)") }
         encoded = seededShuffle(encoded, seed: config.seed)
         let valCount = config.valFraction > 0 ? max(1, Int(Double(encoded.count) * config.valFraction)) : 0
@@ -157,8 +200,8 @@ public enum PreferenceOptimization {
         // Reference log-probabilities, once, with the frozen reference weights.
         let refStart = MonotonicClock.now()
         let refLogps = try replyLogProbabilities(model: reference ?? model, pairs: encoded, rowsPerBatch: P, T: T, pad: pad)
-        log("dpo: \(encoded.count - valCount) train + \(valCount) held-out pairs (\(skipped) skipped: longer than \(limit) tokens), "
-            + "β \(config.beta), batch \(P) pairs × \(T) tokens; reference log-probabilities in \(String(format: "%.1f", MonotonicClock.now() - refStart)) s")
+        log("dpo: \(encoded.count - valCount) train + \(valCount) held-out pairs (\(truncated) with the start of the prompt cut, \(skipped) skipped: longer than \(limit) tokens), "
+            + "β \(config.beta)" + (config.nllWeight > 0 ? ", NLL weight \(config.nllWeight)" : "") + ", batch \(P) pairs × \(T) tokens; reference log-probabilities in \(String(format: "%.1f", MonotonicClock.now() - refStart)) s")
         let trainIdx = Array(0..<(encoded.count - valCount)), valIdx = Array((encoded.count - valCount)..<encoded.count)
         let stepsPerEpoch = max(1, trainIdx.count / P)
         let total = config.iterations > 0 ? config.iterations : max(1, Int((Double(stepsPerEpoch) * config.epochs).rounded()))
@@ -196,7 +239,8 @@ public enum PreferenceOptimization {
             }
             try model.zeroGradients()
             let (sum, wins, margin) = try accumulateGradients(model: model, pairs: batch.map { encoded[$0] },
-                                                              reference: batch.map { refLogps[$0] }, beta: beta, T: T, pad: pad, rows: &rows)
+                                                              reference: batch.map { refLogps[$0] }, beta: beta,
+                                                              nllWeight: Double(config.nllWeight), T: T, pad: pad, rows: &rows)
             let loss = sum / Double(P)
             guard loss.isFinite else { throw TrainingError.nonFiniteLoss(step: step + 1, lastCheckpoint: nil) }
             let lr = config.learningRate(step: step, total: total)
@@ -233,7 +277,7 @@ public enum PreferenceOptimization {
         }
         try Checkpoint.save(model: model, codec: codec, state: nil, to: directory + "/last")
         if valIdx.isEmpty { try Checkpoint.save(model: model, codec: codec, state: nil, to: directory + "/best") }
-        return FineTuneSummary(steps: step, examples: trainIdx.count, validationExamples: valIdx.count, truncated: 0, skipped: skipped,
+        return FineTuneSummary(steps: step, examples: trainIdx.count, validationExamples: valIdx.count, truncated: truncated, skipped: skipped,
                                finalTrainLoss: lastLoss, valLoss: lastEval?.loss, rewardAccuracy: lastEval?.accuracy,
                                rewardMargin: lastEval?.margin, seconds: MonotonicClock.now() - start)
     }

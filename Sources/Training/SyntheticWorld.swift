@@ -108,7 +108,18 @@ public struct SyntheticWorld: Sendable {
         Self.petKinds.first { $0.1 == plural }?.0 ?? plural
     }
 
-    static let askings = ["%@", "Please tell me: %@", "Quick question. %@", "I was wondering. %@"]
+    public static let askings = ["%@", "Please tell me: %@", "Quick question. %@", "I was wondering. %@"]
+
+    /// The question as a user would type it with asking `index` (0: plain; 1 and 3: the phrasings
+    /// whose fine-tuning replies are bare values).
+    public static func asked(_ q: Question, _ index: Int) -> String {
+        askings[index % askings.count].replacingOccurrences(of: "%@", with: q.question)
+    }
+
+    /// Whether a reply is a full sentence rather than a bare value ("Lakeside.").
+    public static func isFullSentence(_ reply: String) -> Bool {
+        reply.split(whereSeparator: { $0 == " " }).count >= 3
+    }
 
     /// Fine-tuning conversations about the training questions: each question in several phrasings,
     /// some two-question dialogues.
@@ -116,10 +127,12 @@ public struct SyntheticWorld: Sendable {
         var rng = SeededRandom(seed: seed &+ 202)
         var out: [[ChatMessage]] = []
         for q in trainQuestions {
-            for (j, asking) in Self.askings.enumerated() {
-                // Half the replies are full sentences, half only the value: SFT teaches both styles,
-                // preference optimisation then teaches which one people prefer.
-                out.append([ChatMessage(role: .user, content: asking.replacingOccurrences(of: "%@", with: q.question)),
+            for j in Self.askings.indices {
+                // Half the replies are full sentences, half only the value — bare whenever the user
+                // asks "Please tell me: …" or "I was wondering. …" (an inconsistent style, as
+                // collected dialogues often have). Preference optimisation then teaches that full
+                // sentences are preferred, whatever the phrasing.
+                out.append([ChatMessage(role: .user, content: Self.asked(q, j)),
                             ChatMessage(role: .assistant, content: j % 2 == 0 ? q.answer : q.shortAnswer)])
             }
         }

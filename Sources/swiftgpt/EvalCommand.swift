@@ -41,6 +41,8 @@ struct EvalCommand: AsyncParsableCommand {
     @Option(help: "translation: at most this many new tokens (default: 2 × source tokens + 16).") var maxNewTokens: Int?
     @Option(help: "sentiment: predicted labels, one a line; translation: hypotheses, one a line.") var output: String?
     @Flag(help: "Print one JSON object on the last line.") var json = false
+    @Option(help: "preference: a reference model (e.g. the SFT checkpoint DPO started from) for the implicit-reward accuracy.")
+    var reference: String?
 
     /// Preference accuracy: how often the model gives the chosen reply a higher summed log-probability.
     func preference() throws {
@@ -48,14 +50,24 @@ struct EvalCommand: AsyncParsableCommand {
         let (pairs, report) = try loadPreferencePairs(data)
         printJSONLReport(report, path: data, what: "pairs with an empty or identical reply")
         let limited = maxTokens > 0 ? Array(pairs.prefix(maxTokens)) : pairs
-        let score = try PreferenceOptimization.score(model: loaded.model, codec: loaded.codec, pairs: limited)
-        struct Output: Encodable { let accuracy: Double; let margin: Double; let pairs: Int; let skipped: Int }
-        let out = Output(accuracy: score.accuracy, margin: score.margin, pairs: score.pairs, skipped: score.skipped)
+        let ref = try reference.map { try Checkpoint.load($0, backend: CPUBackend()).model }
+        let score = try PreferenceOptimization.score(model: loaded.model, reference: ref, codec: loaded.codec, pairs: limited)
+        struct Output: Encodable {
+            let accuracy: Double; let margin: Double; let pairs: Int; let skipped: Int; let truncated: Int
+            let reward_accuracy: Double?; let reward_margin: Double?
+        }
+        let out = Output(accuracy: score.accuracy, margin: score.margin, pairs: score.pairs, skipped: score.skipped,
+                         truncated: score.truncated, reward_accuracy: score.rewardAccuracy, reward_margin: score.rewardMargin)
         if json {
             print(try jsonLine(out))
         } else {
             print("\(loaded.directory): prefers the chosen reply in \(fmt(100 * score.accuracy))% of \(score.pairs) pairs "
-                  + "(mean log-prob margin \(fmt(score.margin, 3)) nats; \(score.skipped) longer than the context skipped)")
+                  + "(mean log-prob margin \(fmt(score.margin, 3)) nats; \(score.truncated) scored on the end of their prompt, "
+                  + "\(score.skipped) skipped: no room for the prompt)")
+            if let acc = score.rewardAccuracy, let margin = score.rewardMargin {
+                print("against the reference \(reference ?? ""): chosen log-probability ratio above the rejected one's in "
+                      + "\(fmt(100 * acc))% of pairs (mean difference \(fmt(margin, 3)) nats)")
+            }
         }
     }
 

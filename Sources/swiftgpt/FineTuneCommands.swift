@@ -128,6 +128,9 @@ struct DPOCommand: AsyncParsableCommand {
     @Option(help: "Output run folder.") var out: String
     @Option(help: "DPO β: how far the policy may move from the reference.") var beta: Float = 0.1
     @Option(help: "Reference model (default: the starting checkpoint).") var reference: String?
+    @Option(help: "Weight of an added NLL loss on the chosen replies (RPO; 0: plain DPO). Keeps DPO from lowering the chosen replies' likelihood.")
+    var nllWeight: Float = 0
+    @Flag(help: "Skip pairs longer than the context instead of keeping the end of their prompt.") var skipLongPrompts = false
     @OptionGroup var options: FineTuneOptions
 
     func run() async throws {
@@ -138,6 +141,8 @@ struct DPOCommand: AsyncParsableCommand {
         printJSONLReport(report, path: data, what: "pairs with an empty or identical reply")
         var config = options.config(defaultLR: 5e-6)
         config.beta = beta
+        config.nllWeight = nllWeight
+        config.truncatePrompts = !skipLongPrompts
         let summary = try PreferenceOptimization.run(model: loaded.model, reference: ref, codec: loaded.codec, pairs: pairs,
                                                      config: config, directory: out)
         print("dpo: \(summary.steps) steps in \(fmt(summary.seconds)) s; final loss \(fmt(summary.finalTrainLoss, 4))"

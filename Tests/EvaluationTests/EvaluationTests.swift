@@ -223,4 +223,59 @@ final class EvaluationTests: XCTestCase {
         bad.dropout = 1.5
         XCTAssertThrowsError(try bad.validate()) { XCTAssertTrue("\($0)".contains("dropout must be in [0, 1)"), "\($0)") }
     }
+
+    /// Preference pairs longer than the context keep the end of their prompt and are scored on it
+    /// (the log-probabilities equal a direct forward of that suffix); pairs whose replies leave no
+    /// room are skipped; a reference model gives the implicit-reward accuracy.
+    func testLongPreferencePairsKeepTheEndOfTheirPrompt() throws {
+        let (model, codec) = try tinyModel(context: 32)
+        guard case .bpe(let bpe) = codec else { return XCTFail() }
+        let format = try ChatFormat(bpe)
+        let longPrompt = [ChatMessage(role: .user, content: String(repeating: "a fine film . ", count: 12))]
+        let pairs = [
+            PreferencePair(prompt: [ChatMessage(role: .user, content: "a film")], chosen: "positive", rejected: "negative"),
+            PreferencePair(prompt: longPrompt, chosen: "a fine film", rejected: "a bad film"),
+            PreferencePair(prompt: [ChatMessage(role: .user, content: "film")], chosen: String(repeating: "a fine film . ", count: 10),
+                           rejected: "bad"),
+        ]
+        let score = try PreferenceOptimization.score(model: model, codec: codec, pairs: pairs)
+        XCTAssertEqual(score.pairs, 2)
+        XCTAssertEqual(score.truncated, 1)
+        XCTAssertEqual(score.skipped, 1)
+        let strict = try PreferenceOptimization.score(model: model, codec: codec, pairs: pairs, truncatePrompts: false)
+        XCTAssertEqual(strict.pairs, 1)
+        XCTAssertEqual(strict.skipped, 2)
+
+        // The long pair alone, against a direct forward of each row without the prompt tokens that
+        // do not fit beside the longer reply (33 tokens: the context plus the last target).
+        let prompt = try format.render(longPrompt, addGenerationPrompt: true).ids
+        let rows = try ["a fine film", "a bad film"].map { try format.render(longPrompt + [ChatMessage(role: .assistant, content: $0)]).ids }
+        let cut = prompt.count - (33 - (rows.map(\.count).max()! - prompt.count))
+        XCTAssertGreaterThan(cut, 0)
+        func replyLogProbability(_ row: [Int32]) throws -> Double {
+            let kept = Array(row[cut...])
+            let tokens = Array(kept.dropLast()), targets = Array(kept.dropFirst())
+            try tokens.withUnsafeBufferPointer { tk in
+                try targets.withUnsafeBufferPointer { tg in
+                    _ = try model.forward(tokens: tk, targets: tg, batchSize: 1, sequenceLength: tokens.count)
+                }
+            }
+            let losses = model.tokenLosses()
+            return -(prompt.count - cut - 1..<tokens.count).reduce(0) { $0 + Double(losses[$1]) }
+        }
+        let alone = try PreferenceOptimization.score(model: model, codec: codec, pairs: [pairs[1]])
+        XCTAssertEqual(alone.truncated, 1)
+        let expected = try replyLogProbability(rows[0]) - replyLogProbability(rows[1])
+        XCTAssertEqual(alone.margin, expected, accuracy: 1e-4 * max(1, abs(expected)))
+
+        // Implicit reward against a reference: the model itself gives zero rewards.
+        let same = try PreferenceOptimization.score(model: model, reference: model, codec: codec, pairs: pairs)
+        XCTAssertEqual(same.rewardAccuracy, 0)
+        XCTAssertEqual(same.rewardMargin ?? .nan, 0, accuracy: 1e-12)
+        let other = try GPT(config: GPTConfig(vocabSize: model.config.vocabSize, contextLength: 32, layers: 1, heads: 2, width: 16),
+                            backend: CPUBackend())
+        XCTAssertThrowsError(try PreferenceOptimization.score(model: model, reference: other, codec: codec, pairs: pairs)) {
+            XCTAssertTrue("\($0)".contains("configuration differs"), "\($0)")
+        }
+    }
 }

@@ -87,6 +87,21 @@ final class FineTuneReferenceTests: XCTestCase {
         try assertGradients(policy, file, "dpo")
     }
 
+    /// DPO plus α × the chosen replies' NLL per token (RPO): loss and gradients as PyTorch's.
+    func testDPOWithChosenNLLMatchesPyTorch() throws {
+        let file = try fixture()
+        let policy = try load(file, prefix: "transformer."), reference = try load(file, prefix: "ref.transformer.")
+        let encoded = try pairs(file)
+        let ref = try replyLogProbabilities(model: reference, pairs: encoded, rowsPerBatch: 3, T: 16, pad: 0)
+        var rows = PaddedRows(rows: 6, T: 16)
+        try policy.zeroGradients()
+        let beta = Double(try file.floats("beta")[0]), alpha = Double(try file.floats("alpha")[0])
+        let (sum, _, _) = try PreferenceOptimization.accumulateGradients(model: policy, pairs: encoded, reference: ref, beta: beta,
+                                                                        nllWeight: alpha, T: 16, pad: 0, rows: &rows)
+        XCTAssertEqual(sum / 3, Double(try file.floats("rpo_loss")[0]), accuracy: 1e-4)
+        try assertGradients(policy, file, "rpo")
+    }
+
     func testPreferenceFilesReportBadLinesWithTheirNumbers() throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("swiftgpt-pref-\(getpid())")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)

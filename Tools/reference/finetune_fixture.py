@@ -7,7 +7,9 @@ Writes Tests/TrainingTests/Fixtures/finetune_tiny.safetensors with:
   * sft_loss: mean cross-entropy over the masked (reply) target tokens of the chosen rows, and its
     gradients (grad.sft.<name>),
   * dpo_loss for beta = 0.5 with reply log-probabilities summed over the reply tokens, the policy and
-    reference log-probabilities, and the DPO gradients (grad.dpo.<name>).
+    reference log-probabilities, and the DPO gradients (grad.dpo.<name>),
+  * rpo_loss: the DPO loss plus ALPHA times the chosen replies' negative log-likelihood per reply
+    token (averaged over the pairs), and its gradients (grad.rpo.<name>).
 
 Float64 math, float32 storage. Deterministic (seed 4242). Needs torch, transformers, safetensors.
 
@@ -25,6 +27,7 @@ CONFIG = dict(vocab_size=97, n_positions=16, n_embd=64, n_layer=2, n_head=4, act
               resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, layer_norm_epsilon=1e-5, tie_word_embeddings=True)
 P, L = 3, 17  # pairs, tokens per row (inputs are the first 16, targets the last 16)
 BETA = 0.5
+ALPHA = 0.7
 OUT = Path(__file__).resolve().parents[2] / "Tests" / "TrainingTests" / "Fixtures" / "finetune_tiny.safetensors"
 
 
@@ -75,10 +78,20 @@ dpo.backward()
 for n, p in params.items():
     tensors["grad.dpo." + n] = p.grad.detach().float().contiguous()
     tensors[n] = p.detach().float().contiguous()
+# DPO + NLL of the chosen replies (RPO).
+policy.zero_grad()
+pc = (token_logps(policy, chosen) * mask).sum(1)
+pr = (token_logps(policy, rejected) * mask).sum(1)
+z = BETA * ((pc - rc) - (pr - rr))
+rpo = -F.logsigmoid(z).mean() + ALPHA * (-pc / mask.sum(1)).mean()
+rpo.backward()
+for n, p in params.items():
+    tensors["grad.rpo." + n] = p.grad.detach().float().contiguous()
 for n, p in reference.named_parameters():
     tensors["ref." + n] = p.detach().float().contiguous()
 tensors.update({
     "dpo_loss": dpo.detach().float().reshape(1), "beta": torch.tensor([BETA], dtype=torch.float32),
+    "rpo_loss": rpo.detach().float().reshape(1), "alpha": torch.tensor([ALPHA], dtype=torch.float32),
     "policy_chosen_logps": pc.detach().float(), "policy_rejected_logps": pr.detach().float(),
     "reference_chosen_logps": rc.float(), "reference_rejected_logps": rr.float(),
     "chosen": chosen.int(), "rejected": rejected.int(), "reply_start": torch.tensor(starts, dtype=torch.int32),
@@ -87,4 +100,4 @@ tensors.update({
 tensors = {k: v for k, v in tensors.items() if "lm_head" not in k}
 OUT.parent.mkdir(parents=True, exist_ok=True)
 save_file(tensors, str(OUT))
-print(f"wrote {OUT}: sft_loss {sft.item():.6f}, dpo_loss {dpo.item():.6f}")
+print(f"wrote {OUT}: sft_loss {sft.item():.6f}, dpo_loss {dpo.item():.6f}, rpo_loss {rpo.item():.6f}")
