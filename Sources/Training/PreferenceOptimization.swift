@@ -19,9 +19,10 @@ struct EncodedPair {
     var rejectedStart: Int
 }
 
-/// Encodes pairs as token rows. A pair longer than `maxLength` keeps the end of its prompt (the
-/// latest turns, as the reply answers those) when `truncatePrompts` is set and at least
-/// `minimumPromptTokens` of it remain beside the longer reply; otherwise it is skipped.
+/// Encodes pairs as token rows. A pair longer than `maxLength` is cut to fit when
+/// `truncatePrompts` is set: it keeps the end of its prompt (the latest turns, which the replies
+/// answer) — at least `minimumPromptTokens` of it — and, when the replies are too long even
+/// then, the start of each reply (as TRL's DPO trainer does); otherwise it is skipped.
 func encodePairs(_ pairs: [PreferencePair], format: ChatFormat, maxLength: Int, truncatePrompts: Bool = true)
     throws -> (pairs: [EncodedPair], skipped: Int, truncated: Int) {
     var out: [EncodedPair] = []
@@ -35,10 +36,11 @@ func encodePairs(_ pairs: [PreferencePair], format: ChatFormat, maxLength: Int, 
             continue
         }
         let longestReply = max(c.count, r.count) - prompt.count
-        let keep = maxLength - longestReply
-        guard truncatePrompts, keep >= min(prompt.count, minimumPromptTokens) else { skipped += 1; continue }
-        let cut = prompt.count - keep
-        out.append(EncodedPair(chosen: Array(c[cut...]), rejected: Array(r[cut...]), chosenStart: keep, rejectedStart: keep))
+        let keep = min(prompt.count, max(min(minimumPromptTokens, maxLength / 2), maxLength - longestReply))
+        guard truncatePrompts, keep < maxLength else { skipped += 1; continue }
+        let cut = prompt.count - keep, room = maxLength - keep
+        out.append(EncodedPair(chosen: Array(c[cut..<min(c.count, prompt.count + room)]),
+                               rejected: Array(r[cut..<min(r.count, prompt.count + room)]), chosenStart: keep, rejectedStart: keep))
         truncated += 1
     }
     return (out, skipped, truncated)
@@ -84,9 +86,9 @@ public struct PreferenceScore: Sendable, Codable {
     /// Mean of log π(chosen) − log π(rejected) (nats).
     public var margin: Double
     public var pairs: Int
-    /// Pairs left out: their replies leave no room for the prompt in the context.
+    /// Pairs left out (longer than the context, and truncation was off).
     public var skipped: Int
-    /// Pairs scored on the end of their prompt (the start did not fit the context).
+    /// Pairs scored on the end of their prompt and, if need be, the start of their replies.
     public var truncated: Int = 0
     /// With a reference model: the fraction of pairs where log π/π_ref of the chosen reply exceeds
     /// the rejected one's, and the mean difference (nats; DPO's reward margin divided by β).

@@ -130,7 +130,7 @@ struct DPOCommand: AsyncParsableCommand {
     @Option(help: "Reference model (default: the starting checkpoint).") var reference: String?
     @Option(help: "Weight of an added NLL loss on the chosen replies (RPO; 0: plain DPO). Keeps DPO from lowering the chosen replies' likelihood.")
     var nllWeight: Float = 0
-    @Flag(help: "Skip pairs longer than the context instead of keeping the end of their prompt.") var skipLongPrompts = false
+    @Flag(help: "Skip pairs longer than the context instead of cutting them (end of the prompt, start of the replies).") var skipLongPairs = false
     @OptionGroup var options: FineTuneOptions
 
     func run() async throws {
@@ -142,7 +142,7 @@ struct DPOCommand: AsyncParsableCommand {
         var config = options.config(defaultLR: 5e-6)
         config.beta = beta
         config.nllWeight = nllWeight
-        config.truncatePrompts = !skipLongPrompts
+        config.truncatePrompts = !skipLongPairs
         let summary = try PreferenceOptimization.run(model: loaded.model, reference: ref, codec: loaded.codec, pairs: pairs,
                                                      config: config, directory: out)
         print("dpo: \(summary.steps) steps in \(fmt(summary.seconds)) s; final loss \(fmt(summary.finalTrainLoss, 4))"

@@ -225,8 +225,8 @@ final class EvaluationTests: XCTestCase {
     }
 
     /// Preference pairs longer than the context keep the end of their prompt and are scored on it
-    /// (the log-probabilities equal a direct forward of that suffix); pairs whose replies leave no
-    /// room are skipped; a reference model gives the implicit-reward accuracy.
+    /// (the log-probabilities equal a direct forward of that suffix); replies too long for the
+    /// context keep their start; a reference model gives the implicit-reward accuracy.
     func testLongPreferencePairsKeepTheEndOfTheirPrompt() throws {
         let (model, codec) = try tinyModel(context: 32)
         guard case .bpe(let bpe) = codec else { return XCTFail() }
@@ -239,9 +239,9 @@ final class EvaluationTests: XCTestCase {
                            rejected: "bad"),
         ]
         let score = try PreferenceOptimization.score(model: model, codec: codec, pairs: pairs)
-        XCTAssertEqual(score.pairs, 2)
-        XCTAssertEqual(score.truncated, 1)
-        XCTAssertEqual(score.skipped, 1)
+        XCTAssertEqual(score.pairs, 3)
+        XCTAssertEqual(score.truncated, 2)
+        XCTAssertEqual(score.skipped, 0)
         let strict = try PreferenceOptimization.score(model: model, codec: codec, pairs: pairs, truncatePrompts: false)
         XCTAssertEqual(strict.pairs, 1)
         XCTAssertEqual(strict.skipped, 2)
