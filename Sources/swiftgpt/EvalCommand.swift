@@ -63,7 +63,7 @@ struct EvalCommand: AsyncParsableCommand {
         } else {
             print("\(loaded.directory): prefers the chosen reply in \(fmt(100 * score.accuracy))% of \(score.pairs) pairs "
                   + "(mean log-prob margin \(fmt(score.margin, 3)) nats; \(score.truncated) scored on the end of their prompt, "
-                  + "\(score.skipped) skipped: no room for the prompt)")
+                  + "\(score.skipped) skipped)")
             if let acc = score.rewardAccuracy, let margin = score.rewardMargin {
                 print("against the reference \(reference ?? ""): chosen log-probability ratio above the rejected one's in "
                       + "\(fmt(100 * acc))% of pairs (mean difference \(fmt(margin, 3)) nats)")
