@@ -94,6 +94,14 @@ public struct PreferenceScore: Sendable, Codable {
     /// the rejected one's, and the mean difference (nats; DPO's reward margin divided by β).
     public var rewardAccuracy: Double? = nil
     public var rewardMargin: Double? = nil
+
+    public init(accuracy: Double, margin: Double, pairs: Int, skipped: Int, truncated: Int = 0) {
+        self.accuracy = accuracy
+        self.margin = margin
+        self.pairs = pairs
+        self.skipped = skipped
+        self.truncated = truncated
+    }
 }
 
 public enum PreferenceOptimization {

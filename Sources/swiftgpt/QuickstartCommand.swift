@@ -88,10 +88,15 @@ struct QuickstartCommand: AsyncParsableCommand {
                 ["prompt": p.prompt.map { ["role": $0.role.rawValue, "content": $0.content] }, "chosen": p.chosen, "rejected": p.rejected]
             }, to: dataDir + "/" + name)
         }
+        // [all pairs, correctness, style]: the two kinds are scored once and pooled for "all".
         func scores() throws -> [PreferenceScore] {
-            try [heldOutPairs.all, heldOutPairs.correctness, heldOutPairs.style].map {
-                try PreferenceOptimization.score(model: model, codec: codec, pairs: $0)
-            }
+            let c = try PreferenceOptimization.score(model: model, codec: codec, pairs: heldOutPairs.correctness)
+            let s = try PreferenceOptimization.score(model: model, codec: codec, pairs: heldOutPairs.style)
+            let n = Double(c.pairs + s.pairs)
+            let all = PreferenceScore(accuracy: (c.accuracy * Double(c.pairs) + s.accuracy * Double(s.pairs)) / n,
+                                      margin: (c.margin * Double(c.pairs) + s.margin * Double(s.pairs)) / n,
+                                      pairs: c.pairs + s.pairs, skipped: c.skipped + s.skipped, truncated: c.truncated + s.truncated)
+            return [all, c, s]
         }
         let prefBefore = try scores()
         let styleBefore = try fullSentenceRate(model: model, codec: codec, questions: world.heldOutQuestions)
@@ -257,29 +262,31 @@ struct QuickstartCommand: AsyncParsableCommand {
     /// Share of questions, asked in a phrasing that fine-tuning answered with bare values, that the
     /// model answers (greedy) with a full sentence.
     func fullSentenceRate(model: GPT, codec: TextCodec, questions: [SyntheticWorld.Question]) throws -> Double {
-        let engine = Engine(model: try InferenceModel(model: model, slots: 1))
-        var full = 0
-        for (i, q) in questions.enumerated() {
-            let session = try ChatSession(engine: engine, codec: codec, sampling: .greedy, maxReplyTokens: 24)
-            if SyntheticWorld.isFullSentence(try session.send(SyntheticWorld.asked(q, Self.bareAskings[i % 2])).text) { full += 1 }
-        }
+        let prompts = questions.enumerated().map { SyntheticWorld.asked($0.element, Self.bareAskings[$0.offset % 2]) }
+        let full = try greedyReplies(model: model, codec: codec, prompts: prompts).filter(SyntheticWorld.isFullSentence).count
         return Double(full) / Double(max(1, questions.count))
     }
 
     /// Share of questions answered correctly with greedy decoding and the chat template.
     func taskAccuracy(model: GPT, codec: TextCodec, questions: [SyntheticWorld.Question], record: String? = nil) throws -> Double {
-        let engine = Engine(model: try InferenceModel(model: model, slots: 1))
+        let replies = try greedyReplies(model: model, codec: codec, prompts: questions.map(\.question))
         var correct = 0
         var lines: [[String: Any]] = []
-        for q in questions {
-            let session = try ChatSession(engine: engine, codec: codec, sampling: .greedy, maxReplyTokens: 24)
-            let reply = try session.send(q.question)
-            let ok = SyntheticWorld.isCorrect(reply.text, for: q)
+        for (q, reply) in zip(questions, replies) {
+            let ok = SyntheticWorld.isCorrect(reply, for: q)
             if ok { correct += 1 }
-            lines.append(["question": q.question, "expected": q.answer, "reply": reply.text, "correct": ok])
+            lines.append(["question": q.question, "expected": q.answer, "reply": reply, "correct": ok])
         }
         if let record { try writeJSONL(lines, to: record) }
         return Double(correct) / Double(max(1, questions.count))
+    }
+
+    /// Greedy single-turn replies (chat template, at most 24 tokens), one fresh session a prompt.
+    func greedyReplies(model: GPT, codec: TextCodec, prompts: [String]) throws -> [String] {
+        let engine = Engine(model: try InferenceModel(model: model, slots: 1))
+        return try prompts.map { prompt in
+            try ChatSession(engine: engine, codec: codec, sampling: .greedy, maxReplyTokens: 24).send(prompt).text
+        }
     }
 }
 
