@@ -69,7 +69,10 @@ public struct SyntheticWorld: Sendable {
         }
         for a in 0...9 {
             for b in 0...9 {
-                let held = (a * 10 + b) % 5 == 2  // a fifth of the sums are held out
+                // A fifth of the sums are held out, spread so that every first and second operand
+                // and every result also occurs in fine-tuning (holding out every "… plus 2" and
+                // "… plus 7" taught fine-tuning never to copy those operands).
+                let held = (3 * a + b) % 5 == 2
                 questions.append((Question(question: "What is \(a) plus \(b)?", answer: "\(a) plus \(b) is \(a + b).", key: "\(a + b)",
                                            wrongAnswers: [a + b - 2, a + b - 1, a + b + 1, a + b + 2].filter { $0 >= 0 }.map { "\(a) plus \(b) is \($0)." }), held))
             }
@@ -98,6 +101,10 @@ public struct SyntheticWorld: Sendable {
                     pass.append("If you add \(a) and \(b) you get \(a + b). So \(a) plus \(b) is \(a + b).")
                 }
             }
+            // Questions of the fine-tuning set with their answers, as plain text (no chat template):
+            // the model meets facts being asked about while it learns them, which makes the facts
+            // it is never asked about in pre-training easier to extract later (mixed training).
+            for q in trainQuestions { pass.append("Q: \(q.question) A: \(q.answer)") }
             for i in stride(from: pass.count - 1, to: 0, by: -1) { pass.swapAt(i, Int(rng.next() % UInt64(i + 1))) }
             lines += pass
         }
