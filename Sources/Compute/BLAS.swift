@@ -61,7 +61,14 @@ public struct BLASLibrary: Sendable {
         // We call BLAS from our own workers; a threaded OpenBLAS must not start its own pool.
         if getenv("OPENBLAS_NUM_THREADS") == nil { setenv("OPENBLAS_NUM_THREADS", "1", 1) }
         var candidates: [String] = []
-        if let override = getenv(overrideVariable) { candidates.append(String(cString: override)) }
+        if let override = getenv(overrideVariable) {
+            let path = String(cString: override)
+            if path == "none" {
+                return BLASLibrary(path: "none (portable Swift kernel, \(overrideVariable)=none)", coreName: "swift",
+                                   requestedCoreType: nil, isSystem: false, sgemm: nil, setThreads: nil)
+            }
+            candidates.append(path)
+        }
         for dir in ["/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib64", "/usr/lib",
                     "/usr/local/lib"] {
             candidates.append("\(dir)/openblas-pthread/libopenblas.so.0")
@@ -82,7 +89,16 @@ public struct BLASLibrary: Sendable {
             return BLASLibrary(path: path, coreName: core, requestedCoreType: requested, isSystem: true,
                                sgemm: unsafeBitCast(symbol, to: SgemmFunction.self), setThreads: setThreads)
         }
-        return BLASLibrary(path: "none (portable Swift kernel)", coreName: "swift", requestedCoreType: requested,
+        // Say so once: everything still works, but OpenBLAS is faster for training and prefill.
+        let note = """
+            swiftgpt: no system BLAS found (looked for OpenBLAS, BLIS and libblas); using SwiftGPT's own \
+            matrix kernel, which is correct but slower than OpenBLAS for training and prompt processing. \
+            For full speed install OpenBLAS (Debian/Ubuntu: sudo apt-get install libopenblas-dev) or point \
+            \(overrideVariable) at a BLAS library; \(overrideVariable)=none silences this note.
+
+            """
+        note.withCString { _ = write(2, $0, strlen($0)) }
+        return BLASLibrary(path: "none (portable Swift kernel)", coreName: "swift", requestedCoreType: nil,
                            isSystem: false, sgemm: nil, setThreads: nil)
         #endif
     }
@@ -123,13 +139,13 @@ public func sgemm(
         f(101, transA ? 112 : 111, transB ? 112 : 111, Int32(m), Int32(n), Int32(k), alpha,
           a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
     } else {
-        referenceSgemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha,
-                       a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
+        portableSgemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha,
+                      a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
     }
     #endif
 }
 
-/// Portable GEMM used when no system BLAS exists, and as the test oracle. Correct, not fast.
+/// The textbook triple loop: the test oracle. Correct, not fast.
 public func referenceSgemm(
     transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
     a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
