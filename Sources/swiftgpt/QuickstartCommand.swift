@@ -31,17 +31,35 @@ struct QuickstartCommand: AsyncParsableCommand {
     @Option(help: "Your own text to pre-train on as well (files or folders).") var data: [String] = []
     @Option(help: "Output folder.") var out: String = "runs/quickstart"
     @Flag(help: "Do not open the chat at the end.") var noChat = false
-    @Option(help: "Seconds of pre-training.") var pretrainSeconds: Double = 180
+    @Option(help: "Seconds of pre-training at most.") var pretrainSeconds: Double = 180
+    @Option(help: "Pre-training steps at most: a machine fast enough to take them all within --pretrain-seconds gets the same model as any other; a slower one takes as many as fit.")
+    var pretrainSteps: Int = 1000
     @Option(help: "Seed of the generated world and of training.") var seed: UInt64 = 7
     @Option(help: "Passes over the dialogues in SFT.") var sftEpochs: Double = 8
-    @Option(help: "Peak learning rate of SFT.") var sftLr: Float = 1e-3
+    @Option(help: "Peak learning rate of SFT.") var sftLr: Float = 5e-4
     @Option(help: "Passes over the preference pairs in DPO.") var dpoEpochs: Double = 2
     @Option(help: "Peak learning rate of DPO.") var dpoLr: Float = 1e-4
     @Option(help: "DPO β (a large β keeps the policy near the SFT model: at 0.1 DPO cost up to 30 points of task accuracy here).")
     var dpoBeta: Float = 1
-    @Option(help: "Weight of the NLL term on the chosen replies in DPO (RPO; 0: plain DPO).") var dpoNllWeight: Float = 0
+    @Option(help: "Weight of the NLL term on the chosen replies in DPO (RPO; 0: plain DPO).") var dpoNllWeight: Float = 1
     @Flag(help: "Keep OUT's data, tokenizer and pre-trained model from an earlier run and redo only fine-tuning and evaluation.")
     var reusePretraining = false
+
+    func validate() throws {
+        func positive(_ value: Double, _ flag: String) throws {
+            guard value.isFinite, value > 0 else { throw ValidationError("\(flag) must be a positive number (got \(value))") }
+        }
+        try positive(pretrainSeconds, "--pretrain-seconds")
+        guard pretrainSteps >= 1 else { throw ValidationError("--pretrain-steps must be at least 1 (got \(pretrainSteps))") }
+        try positive(sftEpochs, "--sft-epochs")
+        try positive(Double(sftLr), "--sft-lr")
+        try positive(dpoEpochs, "--dpo-epochs")
+        try positive(Double(dpoLr), "--dpo-lr")
+        try positive(Double(dpoBeta), "--dpo-beta")
+        guard dpoNllWeight.isFinite, dpoNllWeight >= 0 else {
+            throw ValidationError("--dpo-nll-weight must be 0 or more (got \(dpoNllWeight))")
+        }
+    }
 
     func run() async throws {
         let start = MonotonicClock.now()
@@ -215,8 +233,11 @@ struct QuickstartCommand: AsyncParsableCommand {
         // decay finishes (a schedule cut off by the clock leaves the learning rate high).
         let modelConfig = GPTConfig(vocabSize: bpe.vocabularySize, contextLength: 64, layers: 4, heads: 4, width: 128)
         let probe = try TrainBenchmark.run(name: "probe", config: modelConfig, batchSize: config.batchSize, steps: 8, warmup: 2, log: nil)
-        config.iterations = max(100, Int(pretrainSeconds * 1000 / probe.stepMs * 0.9))
-        print("\(elapsed()) 3/6 pre-training 4 layers × 128 wide on \(meta.trainTokens) tokens for up to \(Int(pretrainSeconds)) s → \(pretrainDir)")
+        let fitting = max(100, Int(pretrainSeconds * 1000 / probe.stepMs * 0.9))
+        config.iterations = min(pretrainSteps, fitting)
+        let budget = fitting < pretrainSteps ? "\(config.iterations) steps (as many as fit in \(Int(pretrainSeconds)) s here)"
+            : "\(config.iterations) steps"
+        print("\(elapsed()) 3/6 pre-training 4 layers × 128 wide on \(meta.trainTokens) tokens, \(budget) → \(pretrainDir)")
         let trainer = Trainer(config: config, dataDirectory: dataDir + "/tokens", runDirectory: pretrainDir)
         var lastLine = MonotonicClock.now()
         trainer.log = { line in
