@@ -23,7 +23,32 @@ extension CPUBackend {
 
     public func attentionForward(out: FloatBuffer, lse: FloatBuffer, qkv: FloatBuffer,
                                  B: Int, T: Int, C: Int, NH: Int, KVH: Int, dropout: DropoutSpec?) {
-        let out = out.pointer, lse = lse.pointer, qkv = qkv.pointer  // (B,T,C) (B,NH,T) (B,T,W)
+        let drop = dropout?.isActive == true ? dropout : nil
+        if usesSmallAttention(T: T, headSize: C / NH) {
+            smallAttentionForward(out: out.pointer, lse: lse.pointer, qkv: qkv.pointer, B: B, T: T, C: C, NH: NH, KVH: KVH,
+                                  dropout: drop)
+        } else {
+            blockedAttentionForward(out: out.pointer, lse: lse.pointer, qkv: qkv.pointer, B: B, T: T, C: C, NH: NH, KVH: KVH,
+                                    dropout: drop)
+        }
+    }
+
+    public func attentionBackward(dqkv: FloatBuffer, dout: FloatBuffer, lse: FloatBuffer, qkv: FloatBuffer,
+                                  B: Int, T: Int, C: Int, NH: Int, KVH: Int, dropout: DropoutSpec?) {
+        let drop = dropout?.isActive == true ? dropout : nil
+        if usesSmallAttention(T: T, headSize: C / NH) {
+            smallAttentionBackward(dqkv: dqkv.pointer, dout: dout.pointer, lse: lse.pointer, qkv: qkv.pointer, B: B, T: T, C: C,
+                                   NH: NH, KVH: KVH, dropout: drop)
+        } else {
+            blockedAttentionBackward(dqkv: dqkv.pointer, dout: dout.pointer, lse: lse.pointer, qkv: qkv.pointer, B: B, T: T,
+                                     C: C, NH: NH, KVH: KVH, dropout: drop)
+        }
+    }
+
+    /// Attention through BLAS in blocks of query rows (long contexts, any head size).
+    func blockedAttentionForward(out: UnsafeMutablePointer<Float>, lse: UnsafeMutablePointer<Float>,
+                                 qkv: UnsafeMutablePointer<Float>,  // (B,T,C) (B,NH,T) (B,T,W)
+                                 B: Int, T: Int, C: Int, NH: Int, KVH: Int, dropout drop: DropoutSpec?) {
         let hs = C / NH, W = C + 2 * KVH * hs, group = NH / KVH
         let scale = 1 / Float(hs).squareRoot()
         let bs = min(attentionBlockRows, T)
@@ -31,7 +56,6 @@ extension CPUBackend {
         let chunks = attentionChunks(tasks)
         let perChunk = bs * T
         let scratch = scratchFloats(perChunk * chunks)
-        let drop = dropout?.isActive == true ? dropout : nil
         let dims = (W, T, C, NH, hs, bs, tasks, chunks, perChunk, group, KVH)
         Parallel.forEach(chunks, (out, lse, qkv, scratch, scale, drop, dims)) { ctx, chunk in
             let (out, lse, qkv, scratch, scale, drop, dims) = ctx
@@ -67,9 +91,9 @@ extension CPUBackend {
         }
     }
 
-    public func attentionBackward(dqkv: FloatBuffer, dout: FloatBuffer, lse: FloatBuffer, qkv: FloatBuffer,
-                                  B: Int, T: Int, C: Int, NH: Int, KVH: Int, dropout: DropoutSpec?) {
-        let dqkv = dqkv.pointer, dout = dout.pointer, lse = lse.pointer, qkv = qkv.pointer
+    func blockedAttentionBackward(dqkv: UnsafeMutablePointer<Float>, dout: UnsafeMutablePointer<Float>,
+                                  lse: UnsafeMutablePointer<Float>, qkv: UnsafeMutablePointer<Float>,
+                                  B: Int, T: Int, C: Int, NH: Int, KVH: Int, dropout drop: DropoutSpec?) {
         let hs = C / NH, W = C + 2 * KVH * hs, group = NH / KVH
         let scale = 1 / Float(hs).squareRoot()
         let bs = min(attentionBlockRows, T)
@@ -77,7 +101,6 @@ extension CPUBackend {
         // heads that share it, so no two chunks write the same gradient.
         let tasks = B * KVH
         let chunks = attentionChunks(tasks)
-        let drop = dropout?.isActive == true ? dropout : nil
         let perChunk = bs * T * (drop == nil ? 2 : 3)
         let scratch = scratchFloats(perChunk * chunks)
         let dims = (W, T, C, NH, hs, bs, tasks, chunks, perChunk, group, KVH)

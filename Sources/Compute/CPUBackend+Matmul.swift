@@ -14,6 +14,15 @@ func rowChunkSize(_ rows: Int) -> Int {
     return max(32, (target + 15) / 16 * 16)
 }
 
+/// How many fixed blocks of rows the weight gradient of an N-row product is split into: the
+/// largest power of two up to 8 that leaves every block at least 192 rows (1: no split).
+@inline(__always)
+func dweightBlockCount(_ rows: Int) -> Int {
+    var blocks = 1
+    while blocks < 8 && rows / (blocks * 2) >= 192 { blocks *= 2 }
+    return blocks
+}
+
 extension CPUBackend {
     public func matmulForward(out: FloatBuffer, input: FloatBuffer, weight: FloatBuffer, bias: FloatBuffer?,
                               N: Int, C: Int, OC: Int) {
@@ -53,6 +62,51 @@ extension CPUBackend {
     public func matmulBackward(dinput: FloatBuffer?, dweight: FloatBuffer, dbias: FloatBuffer?, dout: FloatBuffer,
                                input: FloatBuffer, weight: FloatBuffer, N: Int, C: Int, OC: Int) {
         let dw = dweight.pointer, dout = dout.pointer, inp = input.pointer, w = weight.pointer
+        // dweight (OC,C) += doutᵀ (OC,N) · input (N,C). Both operands run along N, so splitting the
+        // output would repack the whole of one of them per chunk. When the weight is small, split N
+        // into fixed blocks instead: each block computes its rows of dinput, its own partial dweight
+        // and partial dbias while its rows of dout are in cache, and one pass then adds the partials
+        // in block order. The block count is a power of two (2, 4 or 8), so 2, 4 or 8 cores get
+        // equal shares. Huge weights (the vocabulary head) split their rows instead.
+        let blocks = dweightBlockCount(N)
+        if blocks >= 2 && OC * C <= (1 << 22) {
+            let hasBias = dbias != nil
+            let stride = OC * C + (hasBias ? OC : 0)  // one block's partial dweight, then partial dbias
+            let partial = scratchFloats(blocks * stride)
+            let di = dinput?.pointer
+            Parallel.forEach(blocks, (partial, di, dout, inp, w, N, C, OC, blocks, stride, hasBias)) { ctx, k in
+                let (partial, di, dout, inp, w, N, C, OC, blocks, stride, hasBias) = ctx
+                let n0 = N * k / blocks, n1 = N * (k + 1) / blocks
+                if let di {
+                    // dinput rows n0..<n1 += dout · weight
+                    sgemm(transA: false, transB: false, m: n1 - n0, n: C, k: OC, alpha: 1, a: dout + n0 * OC, lda: OC,
+                          b: w, ldb: C, beta: 1, c: di + n0 * C, ldc: C)
+                }
+                let pw = partial + k * stride
+                sgemm(transA: true, transB: false, m: OC, n: C, k: n1 - n0, alpha: 1, a: dout + n0 * OC, lda: OC,
+                      b: inp + n0 * C, ldb: C, beta: 0, c: pw, ldc: C)
+                if hasBias {
+                    let pb = pw + OC * C
+                    pb.initialize(repeating: 0, count: OC)
+                    for n in n0..<n1 { addInPlace(pb, dout + n * OC, OC) }
+                }
+            }
+            let total = stride
+            Parallel.forEachRange(total, chunks: Parallel.chunkCount(total, minItemsPerChunk: 1 << 14),
+                                  (partial, dw, dbias?.pointer, OC * C, stride, blocks)) { ctx, r in
+                let (partial, dw, db, weights, stride, blocks) = ctx
+                // Elements below `weights` belong to dweight, the rest to dbias.
+                if r.lowerBound < weights {
+                    sumPartials(into: dw, partial, stride: stride, blocks: blocks, range: r.lowerBound..<min(r.upperBound, weights))
+                }
+                if let db, r.upperBound > weights {
+                    let lo = max(r.lowerBound, weights)
+                    sumPartials(into: db, partial + weights, stride: stride, blocks: blocks,
+                                range: (lo - weights)..<(r.upperBound - weights))
+                }
+            }
+            return
+        }
         if let dinput {
             // dinput (N,C) += dout (N,OC) · weight (OC,C), split over rows.
             let di = dinput.pointer
@@ -64,45 +118,12 @@ extension CPUBackend {
                       beta: 1, c: di + r0 * C, ldc: C)
             }
         }
-        // dweight (OC,C) += doutᵀ (OC,N) · input (N,C). Both operands run along N, so splitting the
-        // output would repack the whole of one of them per chunk. When the weight is small, split N
-        // into fixed blocks instead, each into its own partial product, then add the partials in
-        // block order. Huge weights (the vocabulary head) split their rows.
-        let blocks = min(8, N / 256)
-        if blocks >= 2 && OC * C <= (1 << 22) {
-            let partial = scratchFloats(blocks * OC * C)
-            Parallel.forEach(blocks, (partial, dout, inp, N, C, OC, blocks)) { ctx, k in
-                let (partial, dout, inp, N, C, OC, blocks) = ctx
-                let n0 = N * k / blocks, n1 = N * (k + 1) / blocks
-                sgemm(transA: true, transB: false, m: OC, n: C, k: n1 - n0, alpha: 1, a: dout + n0 * OC, lda: OC,
-                      b: inp + n0 * C, ldb: C, beta: 0, c: partial + k * OC * C, ldc: C)
-            }
-            let total = OC * C
-            Parallel.forEachRange(total, chunks: Parallel.chunkCount(total, minItemsPerChunk: 1 << 14),
-                                  (partial, dw, total, blocks)) { ctx, r in
-                let (partial, dw, total, blocks) = ctx
-                var i = r.lowerBound
-                while i + 8 <= r.upperBound {
-                    var acc = load8(partial + i)
-                    for k in 1..<blocks { acc += load8(partial + k * total + i) }
-                    store8(load8(dw + i) + acc, dw + i)
-                    i += 8
-                }
-                while i < r.upperBound {
-                    var acc = partial[i]
-                    for k in 1..<blocks { acc += partial[k * total + i] }
-                    dw[i] += acc
-                    i += 1
-                }
-            }
-        } else {
-            let rows = rowChunkSize(OC)
-            Parallel.forEach((OC + rows - 1) / rows, (dw, dout, inp, N, C, OC, rows)) { ctx, chunk in
-                let (dw, dout, inp, N, C, OC, rows) = ctx
-                let o0 = chunk * rows, m = min(OC, o0 + rows) - o0
-                sgemm(transA: true, transB: false, m: m, n: C, k: N, alpha: 1, a: dout + o0, lda: OC, b: inp, ldb: C,
-                      beta: 1, c: dw + o0 * C, ldc: C)
-            }
+        let rows = rowChunkSize(OC)
+        Parallel.forEach((OC + rows - 1) / rows, (dw, dout, inp, N, C, OC, rows)) { ctx, chunk in
+            let (dw, dout, inp, N, C, OC, rows) = ctx
+            let o0 = chunk * rows, m = min(OC, o0 + rows) - o0
+            sgemm(transA: true, transB: false, m: m, n: C, k: N, alpha: 1, a: dout + o0, lda: OC, b: inp, ldb: C,
+                  beta: 1, c: dw + o0 * C, ldc: C)
         }
         guard let db = dbias?.pointer else { return }
         // dbias += Σ_n dout[n, :], each slice of channels summed over rows in order.
@@ -117,5 +138,32 @@ extension CPUBackend {
                 while o < o1 { db[o] += d[o]; o += 1 }
             }
         }
+    }
+}
+
+/// a[0..<n] += b[0..<n]
+@inline(__always)
+func addInPlace(_ a: UnsafeMutablePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int) {
+    var i = 0
+    while i + 8 <= n { store8(load8(a + i) + load8(b + i), a + i); i += 8 }
+    while i < n { a[i] += b[i]; i += 1 }
+}
+
+/// out[i] += Σ_k partial[k·stride + i] for i in range, the blocks added in order.
+@inline(__always)
+func sumPartials(into out: UnsafeMutablePointer<Float>, _ partial: UnsafePointer<Float>, stride: Int, blocks: Int,
+                 range r: Range<Int>) {
+    var i = r.lowerBound
+    while i + 8 <= r.upperBound {
+        var acc = load8(partial + i)
+        for k in 1..<blocks { acc += load8(partial + k * stride + i) }
+        store8(load8(out + i) + acc, out + i)
+        i += 8
+    }
+    while i < r.upperBound {
+        var acc = partial[i]
+        for k in 1..<blocks { acc += partial[k * stride + i] }
+        out[i] += acc
+        i += 1
     }
 }

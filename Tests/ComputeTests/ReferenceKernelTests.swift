@@ -49,6 +49,40 @@ final class ReferenceKernelTests: XCTestCase {
         for i in 0..<got.count { XCTAssertEqual(got[i], expected[i], accuracy: 2e-5, "index \(i)") }
     }
 
+    /// The weight-gradient path that splits rows into blocks (N ≥ 384) computes dinput, partial
+    /// dweight and partial dbias per block; every gradient must add onto what it held before.
+    func testMatmulBackwardInRowBlocksMatchesReference() {
+        for (N, C, OC, withInput, withBias) in [(400, 24, 20, true, true), (1000, 16, 13, true, true), (800, 8, 12, false, true),
+                                                (384, 12, 9, true, false)] {
+            let x = randomArray(N * C, seed: 31), w = randomArray(OC * C, seed: 32), dout = randomArray(N * OC, seed: 33)
+            let dx0 = randomArray(N * C, seed: 34), dw0 = randomArray(OC * C, seed: 35), db0 = randomArray(OC, seed: 36)
+            let h = Host()
+            let dx = h.buffer(dx0), dw = h.buffer(dw0), db = h.buffer(db0)
+            h.backend.matmulBackward(dinput: withInput ? dx : nil, dweight: dw, dbias: withBias ? db : nil, dout: h.buffer(dout),
+                                     input: h.buffer(x), weight: h.buffer(w), N: N, C: C, OC: OC)
+            var ex = dx0.map(Double.init), ew = dw0.map(Double.init), eb = db0.map(Double.init)
+            for n in 0..<N {
+                for o in 0..<OC {
+                    let d = Double(dout[n * OC + o])
+                    eb[o] += d
+                    for c in 0..<C {
+                        ex[n * C + c] += d * Double(w[o * C + c])
+                        ew[o * C + c] += d * Double(x[n * C + c])
+                    }
+                }
+            }
+            func check(_ got: [Float], _ expected: [Double], _ name: String) {
+                for i in 0..<got.count where abs(Double(got[i]) - expected[i]) > 1e-4 + 1e-4 * abs(expected[i]) {
+                    XCTFail("\(name) N \(N) C \(C) OC \(OC): index \(i) got \(got[i]) expected \(expected[i])")
+                    return
+                }
+            }
+            check(h.read(dw), ew, "dweight")
+            check(h.read(dx), withInput ? ex : dx0.map(Double.init), "dinput")
+            check(h.read(db), withBias ? eb : db0.map(Double.init), "dbias")
+        }
+    }
+
     func testExpAccuracy() {
         var worst: Float = 0
         var x: Float = -80
