@@ -116,6 +116,20 @@ public protocol Backend: AnyObject, Sendable {
     func geluForward(out: FloatBuffer, input: FloatBuffer, count: Int)
     func geluBackward(dinput: FloatBuffer, input: FloatBuffer, dout: FloatBuffer, count: Int)
 
+    /// The MLP's first layer and its activation in one call: preactivation (N, OC) = input · weightᵀ
+    /// + bias, activated (N, OC) = GELU(preactivation). A backend may apply GELU to each block of
+    /// rows while the block is still in cache. Default: matmulForward, then geluForward.
+    func matmulGELUForward(preactivation: FloatBuffer, activated: FloatBuffer, input: FloatBuffer, weight: FloatBuffer,
+                           bias: FloatBuffer?, N: Int, C: Int, OC: Int)
+    /// The backward of a layer whose input is GELU(preactivation) (the MLP's second layer), through
+    /// the activation: dpreactivation = GELU'(preactivation) ⊙ (dout · weight), overwritten (not
+    /// added to); dweight += doutᵀ · activated, dbias += Σ_rows dout. `dactivated` (N, C) is
+    /// scratch; its contents afterwards are unspecified. Default: matmulBackward into the zeroed
+    /// scratch, then geluBackward into the zeroed dpreactivation.
+    func matmulGELUBackward(dpreactivation: FloatBuffer, dactivated: FloatBuffer, dweight: FloatBuffer, dbias: FloatBuffer?,
+                            dout: FloatBuffer, preactivation: FloatBuffer, activated: FloatBuffer, weight: FloatBuffer,
+                            N: Int, C: Int, OC: Int)
+
     /// out = a + b
     func residualForward(out: FloatBuffer, a: FloatBuffer, b: FloatBuffer, count: Int)
 
@@ -202,6 +216,22 @@ extension Backend {
 }
 
 extension Backend {
+    public func matmulGELUForward(preactivation: FloatBuffer, activated: FloatBuffer, input: FloatBuffer, weight: FloatBuffer,
+                                  bias: FloatBuffer?, N: Int, C: Int, OC: Int) {
+        matmulForward(out: preactivation, input: input, weight: weight, bias: bias, N: N, C: C, OC: OC)
+        geluForward(out: activated, input: preactivation, count: N * OC)
+    }
+
+    public func matmulGELUBackward(dpreactivation: FloatBuffer, dactivated: FloatBuffer, dweight: FloatBuffer,
+                                   dbias: FloatBuffer?, dout: FloatBuffer, preactivation: FloatBuffer, activated: FloatBuffer,
+                                   weight: FloatBuffer, N: Int, C: Int, OC: Int) {
+        zero(dactivated)
+        matmulBackward(dinput: dactivated, dweight: dweight, dbias: dbias, dout: dout, input: activated, weight: weight,
+                       N: N, C: C, OC: OC)
+        zero(dpreactivation)
+        geluBackward(dinput: dpreactivation, input: preactivation, dout: dactivated, count: N * C)
+    }
+
     /// Multi-head attention without grouping (KVH = NH).
     public func attentionForward(out: FloatBuffer, lse: FloatBuffer, qkv: FloatBuffer,
                                  B: Int, T: Int, C: Int, NH: Int, dropout: DropoutSpec?) {

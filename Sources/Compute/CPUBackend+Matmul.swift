@@ -46,9 +46,28 @@ extension CPUBackend {
             }
             return
         }
+        rowChunkedMatmulForward(out: out, activated: nil, input: inp, weight: w, bias: b, N: N, C: C, OC: OC)
+    }
+
+    public func matmulGELUForward(preactivation: FloatBuffer, activated: FloatBuffer, input: FloatBuffer, weight: FloatBuffer,
+                                  bias: FloatBuffer?, N: Int, C: Int, OC: Int) {
+        guard N > blockedMatmulMaxRows else {
+            matmulForward(out: preactivation, input: input, weight: weight, bias: bias, N: N, C: C, OC: OC)
+            geluForward(out: activated, input: preactivation, count: N * OC)
+            return
+        }
+        rowChunkedMatmulForward(out: preactivation.pointer, activated: activated.pointer, input: input.pointer,
+                                weight: weight.pointer, bias: bias?.pointer, N: N, C: C, OC: OC)
+    }
+
+    /// out = input · weightᵀ + bias in chunks of rows; with `activated`, each chunk's GELU too while
+    /// its rows are in cache.
+    private func rowChunkedMatmulForward(out: UnsafeMutablePointer<Float>, activated: UnsafeMutablePointer<Float>?,
+                                         input inp: UnsafeMutablePointer<Float>, weight w: UnsafeMutablePointer<Float>,
+                                         bias b: UnsafeMutablePointer<Float>?, N: Int, C: Int, OC: Int) {
         let rows = rowChunkSize(N)
-        Parallel.forEach((N + rows - 1) / rows, (out, inp, w, b, N, C, OC, rows)) { ctx, chunk in
-            let (out, inp, w, b, N, C, OC, rows) = ctx
+        Parallel.forEach((N + rows - 1) / rows, (out, activated, inp, w, b, N, C, OC, rows)) { ctx, chunk in
+            let (out, activated, inp, w, b, N, C, OC, rows) = ctx
             let r0 = chunk * rows, m = min(N, r0 + rows) - r0
             let o = out + r0 * OC
             if let b {
@@ -56,57 +75,33 @@ extension CPUBackend {
             }
             sgemm(transA: false, transB: true, m: m, n: OC, k: C, alpha: 1, a: inp + r0 * C, lda: C, b: w, ldb: C,
                   beta: b == nil ? 0 : 1, c: o, ldc: OC)
+            if let activated { geluRange(out: activated, input: out, (r0 * OC)..<((r0 + m) * OC)) }
         }
+    }
+
+    public func matmulGELUBackward(dpreactivation: FloatBuffer, dactivated: FloatBuffer, dweight: FloatBuffer,
+                                   dbias: FloatBuffer?, dout: FloatBuffer, preactivation: FloatBuffer, activated: FloatBuffer,
+                                   weight: FloatBuffer, N: Int, C: Int, OC: Int) {
+        if rowBlockedMatmulBackward(dinput: dactivated.pointer, gelu: (preactivation.pointer, dpreactivation.pointer),
+                                    dweight: dweight, dbias: dbias, dout: dout, input: activated, weight: weight,
+                                    N: N, C: C, OC: OC) {
+            return
+        }
+        zero(dactivated)
+        matmulBackward(dinput: dactivated, dweight: dweight, dbias: dbias, dout: dout, input: activated, weight: weight,
+                       N: N, C: C, OC: OC)
+        zero(dpreactivation)
+        geluBackward(dinput: dpreactivation, input: preactivation, dout: dactivated, count: N * C)
     }
 
     public func matmulBackward(dinput: FloatBuffer?, dweight: FloatBuffer, dbias: FloatBuffer?, dout: FloatBuffer,
                                input: FloatBuffer, weight: FloatBuffer, N: Int, C: Int, OC: Int) {
-        let dw = dweight.pointer, dout = dout.pointer, inp = input.pointer, w = weight.pointer
-        // dweight (OC,C) += doutᵀ (OC,N) · input (N,C). Both operands run along N, so splitting the
-        // output would repack the whole of one of them per chunk. When the weight is small, split N
-        // into fixed blocks instead: each block computes its rows of dinput, its own partial dweight
-        // and partial dbias while its rows of dout are in cache, and one pass then adds the partials
-        // in block order. The block count is a power of two (2, 4 or 8), so 2, 4 or 8 cores get
-        // equal shares. Huge weights (the vocabulary head) split their rows instead.
-        let blocks = dweightBlockCount(N)
-        if blocks >= 2 && OC * C <= (1 << 22) {
-            let hasBias = dbias != nil
-            let stride = OC * C + (hasBias ? OC : 0)  // one block's partial dweight, then partial dbias
-            let partial = scratchFloats(blocks * stride)
-            let di = dinput?.pointer
-            Parallel.forEach(blocks, (partial, di, dout, inp, w, N, C, OC, blocks, stride, hasBias)) { ctx, k in
-                let (partial, di, dout, inp, w, N, C, OC, blocks, stride, hasBias) = ctx
-                let n0 = N * k / blocks, n1 = N * (k + 1) / blocks
-                if let di {
-                    // dinput rows n0..<n1 += dout · weight
-                    sgemm(transA: false, transB: false, m: n1 - n0, n: C, k: OC, alpha: 1, a: dout + n0 * OC, lda: OC,
-                          b: w, ldb: C, beta: 1, c: di + n0 * C, ldc: C)
-                }
-                let pw = partial + k * stride
-                sgemm(transA: true, transB: false, m: OC, n: C, k: n1 - n0, alpha: 1, a: dout + n0 * OC, lda: OC,
-                      b: inp + n0 * C, ldb: C, beta: 0, c: pw, ldc: C)
-                if hasBias {
-                    let pb = pw + OC * C
-                    pb.initialize(repeating: 0, count: OC)
-                    for n in n0..<n1 { addInPlace(pb, dout + n * OC, OC) }
-                }
-            }
-            let total = stride
-            Parallel.forEachRange(total, chunks: Parallel.chunkCount(total, minItemsPerChunk: 1 << 14),
-                                  (partial, dw, dbias?.pointer, OC * C, stride, blocks)) { ctx, r in
-                let (partial, dw, db, weights, stride, blocks) = ctx
-                // Elements below `weights` belong to dweight, the rest to dbias.
-                if r.lowerBound < weights {
-                    sumPartials(into: dw, partial, stride: stride, blocks: blocks, range: r.lowerBound..<min(r.upperBound, weights))
-                }
-                if let db, r.upperBound > weights {
-                    let lo = max(r.lowerBound, weights)
-                    sumPartials(into: db, partial + weights, stride: stride, blocks: blocks,
-                                range: (lo - weights)..<(r.upperBound - weights))
-                }
-            }
+        let dw = dweight.pointer, inp = input.pointer, w = weight.pointer
+        if rowBlockedMatmulBackward(dinput: dinput?.pointer, gelu: nil, dweight: dweight, dbias: dbias, dout: dout,
+                                    input: input, weight: weight, N: N, C: C, OC: OC) {
             return
         }
+        let dout = dout.pointer
         if let dinput {
             // dinput (N,C) += dout (N,OC) · weight (OC,C), split over rows.
             let di = dinput.pointer
@@ -138,6 +133,62 @@ extension CPUBackend {
                 while o < o1 { db[o] += d[o]; o += 1 }
             }
         }
+    }
+
+    /// The backward of a product with a small weight and many rows (see the comment inside); false,
+    /// doing nothing, for other shapes. With `gelu` (preactivation, dpreactivation), the input was
+    /// GELU(preactivation): each block's dinput rows are written (not added) into `dinput` as
+    /// scratch and turned into dpreactivation = GELU'(preactivation) ⊙ dinput, overwritten.
+    private func rowBlockedMatmulBackward(dinput di: UnsafeMutablePointer<Float>?,
+                                          gelu: (UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>)?,
+                                          dweight: FloatBuffer, dbias: FloatBuffer?, dout: FloatBuffer, input: FloatBuffer,
+                                          weight: FloatBuffer, N: Int, C: Int, OC: Int) -> Bool {
+        // dweight (OC,C) += doutᵀ (OC,N) · input (N,C). Both operands run along N, so splitting the
+        // output would repack the whole of one of them per chunk. When the weight is small, split N
+        // into fixed blocks instead: each block computes its rows of dinput, its own partial dweight
+        // and partial dbias while its rows of dout are in cache, and one pass then adds the partials
+        // in block order. The block count is a power of two (2, 4 or 8), so 2, 4 or 8 cores get
+        // equal shares. Huge weights (the vocabulary head) split their rows instead.
+        let blocks = dweightBlockCount(N)
+        guard blocks >= 2 && OC * C <= (1 << 22) else { return false }
+        let dw = dweight.pointer, dout = dout.pointer, inp = input.pointer, w = weight.pointer
+        let hasBias = dbias != nil
+        let stride = OC * C + (hasBias ? OC : 0)  // one block's partial dweight, then partial dbias
+        let partial = scratchFloats(blocks * stride)
+        Parallel.forEach(blocks, (partial, di, gelu, dout, inp, w, N, C, OC, blocks, stride, hasBias)) { ctx, k in
+            let (partial, di, gelu, dout, inp, w, N, C, OC, blocks, stride, hasBias) = ctx
+            let n0 = N * k / blocks, n1 = N * (k + 1) / blocks
+            if let di {
+                // dinput rows n0..<n1 += dout · weight (through GELU: = dout · weight, then GELU')
+                sgemm(transA: false, transB: false, m: n1 - n0, n: C, k: OC, alpha: 1, a: dout + n0 * OC, lda: OC,
+                      b: w, ldb: C, beta: gelu == nil ? 1 : 0, c: di + n0 * C, ldc: C)
+                if let (pre, dpre) = gelu {
+                    geluBackwardRange(dinput: dpre, input: pre, dout: di, (n0 * C)..<(n1 * C), accumulate: false)
+                }
+            }
+            let pw = partial + k * stride
+            sgemm(transA: true, transB: false, m: OC, n: C, k: n1 - n0, alpha: 1, a: dout + n0 * OC, lda: OC,
+                  b: inp + n0 * C, ldb: C, beta: 0, c: pw, ldc: C)
+            if hasBias {
+                let pb = pw + OC * C
+                pb.initialize(repeating: 0, count: OC)
+                for n in n0..<n1 { addInPlace(pb, dout + n * OC, OC) }
+            }
+        }
+        Parallel.forEachRange(stride, chunks: Parallel.chunkCount(stride, minItemsPerChunk: 1 << 14),
+                              (partial, dw, dbias?.pointer, OC * C, stride, blocks)) { ctx, r in
+            let (partial, dw, db, weights, stride, blocks) = ctx
+            // Elements below `weights` belong to dweight, the rest to dbias.
+            if r.lowerBound < weights {
+                sumPartials(into: dw, partial, stride: stride, blocks: blocks, range: r.lowerBound..<min(r.upperBound, weights))
+            }
+            if let db, r.upperBound > weights {
+                let lo = max(r.lowerBound, weights)
+                sumPartials(into: db, partial + weights, stride: stride, blocks: blocks,
+                            range: (lo - weights)..<(r.upperBound - weights))
+            }
+        }
+        return true
     }
 }
 

@@ -50,37 +50,14 @@ extension CPUBackend {
     public func geluForward(out: FloatBuffer, input: FloatBuffer, count: Int) {
         let out = out.pointer, inp = input.pointer
         Parallel.forEachRange(count, chunks: Parallel.chunkCount(count, minItemsPerChunk: 1 << 15), (out, inp)) { c, r in
-            let (out, inp) = c
-            var i = r.lowerBound
-            let k = Float8(repeating: geluScale)
-            while i + 8 <= r.upperBound {
-                let x = load8(inp + i)
-                let u = k * (x + 0.044715 * x * x * x)
-                store8(0.5 * x * (1 + tanh8(u)), out + i)
-                i += 8
-            }
-            while i < r.upperBound {
-                let x = Float8(repeating: inp[i])
-                let u = k * (x + 0.044715 * x * x * x)
-                out[i] = (0.5 * x * (1 + tanh8(u)))[0]
-                i += 1
-            }
+            geluRange(out: c.0, input: c.1, r)
         }
     }
 
     public func geluBackward(dinput: FloatBuffer, input: FloatBuffer, dout: FloatBuffer, count: Int) {
         let dinp = dinput.pointer, inp = input.pointer, dout = dout.pointer
         Parallel.forEachRange(count, chunks: Parallel.chunkCount(count, minItemsPerChunk: 1 << 15), (dinp, inp, dout)) { c, r in
-            let (dinp, inp, dout) = c
-            var i = r.lowerBound
-            while i + 8 <= r.upperBound {
-                store8(load8(dinp + i) + geluGradient(load8(inp + i)) * load8(dout + i), dinp + i)
-                i += 8
-            }
-            while i < r.upperBound {
-                dinp[i] += geluGradient(Float8(repeating: inp[i]))[0] * dout[i]
-                i += 1
-            }
+            geluBackwardRange(dinput: c.0, input: c.1, dout: c.2, r, accumulate: true)
         }
     }
 
@@ -117,6 +94,42 @@ extension CPUBackend {
 
 /// sqrt(2/π), the GELU tanh-approximation constant.
 let geluScale: Float = 0.7978845608028654
+
+/// out[i] = GELU(input[i]) for i in r (tanh form).
+@inline(__always)
+func geluRange(out: UnsafeMutablePointer<Float>, input inp: UnsafePointer<Float>, _ r: Range<Int>) {
+    var i = r.lowerBound
+    let k = Float8(repeating: geluScale)
+    while i + 8 <= r.upperBound {
+        let x = load8(inp + i)
+        let u = k * (x + 0.044715 * x * x * x)
+        store8(0.5 * x * (1 + tanh8(u)), out + i)
+        i += 8
+    }
+    while i < r.upperBound {
+        let x = Float8(repeating: inp[i])
+        let u = k * (x + 0.044715 * x * x * x)
+        out[i] = (0.5 * x * (1 + tanh8(u)))[0]
+        i += 1
+    }
+}
+
+/// dinput[i] (+)= GELU'(input[i]) · dout[i] for i in r; `accumulate` false overwrites dinput.
+@inline(__always)
+func geluBackwardRange(dinput dinp: UnsafeMutablePointer<Float>, input inp: UnsafePointer<Float>, dout: UnsafePointer<Float>,
+                       _ r: Range<Int>, accumulate: Bool) {
+    var i = r.lowerBound
+    while i + 8 <= r.upperBound {
+        let g = geluGradient(load8(inp + i)) * load8(dout + i)
+        store8(accumulate ? load8(dinp + i) + g : g, dinp + i)
+        i += 8
+    }
+    while i < r.upperBound {
+        let g = geluGradient(Float8(repeating: inp[i]))[0] * dout[i]
+        dinp[i] = accumulate ? dinp[i] + g : g
+        i += 1
+    }
+}
 
 /// d/dx of GELU (tanh form) for 8 lanes.
 @inline(__always)

@@ -59,6 +59,22 @@ public final class ProfilingBackend: Backend, @unchecked Sendable {
     public func matmulForward(out: FloatBuffer, input: FloatBuffer, weight: FloatBuffer, bias: FloatBuffer?, N: Int, C: Int, OC: Int) {
         time("matmul fwd") { inner.matmulForward(out: out, input: input, weight: weight, bias: bias, N: N, C: C, OC: OC) }
     }
+    public func matmulGELUForward(preactivation: FloatBuffer, activated: FloatBuffer, input: FloatBuffer, weight: FloatBuffer,
+                                  bias: FloatBuffer?, N: Int, C: Int, OC: Int) {
+        time("matmul+gelu fwd") {
+            inner.matmulGELUForward(preactivation: preactivation, activated: activated, input: input, weight: weight, bias: bias,
+                                    N: N, C: C, OC: OC)
+        }
+    }
+    public func matmulGELUBackward(dpreactivation: FloatBuffer, dactivated: FloatBuffer, dweight: FloatBuffer,
+                                   dbias: FloatBuffer?, dout: FloatBuffer, preactivation: FloatBuffer, activated: FloatBuffer,
+                                   weight: FloatBuffer, N: Int, C: Int, OC: Int) {
+        time("matmul+gelu bwd") {
+            inner.matmulGELUBackward(dpreactivation: dpreactivation, dactivated: dactivated, dweight: dweight, dbias: dbias,
+                                     dout: dout, preactivation: preactivation, activated: activated, weight: weight,
+                                     N: N, C: C, OC: OC)
+        }
+    }
     public func matmulBackward(dinput: FloatBuffer?, dweight: FloatBuffer, dbias: FloatBuffer?, dout: FloatBuffer, input: FloatBuffer,
                                weight: FloatBuffer, N: Int, C: Int, OC: Int) {
         time("matmul bwd") {

@@ -211,10 +211,13 @@ public final class GPT: @unchecked Sendable {
             if let drop, drop.isActive { be.dropoutForward(proj, count: N * C, dropout: site(drop, 2 + 3 * l)) }
             be.residualForward(out: residual2, a: residual, b: proj, count: N * C)
             normForward(out: ln2, mean: ln2Mean, rstd: ln2Rstd, input: residual2, weight: p.norm2Weight, bias: p.norm2Bias, N: N)
-            be.matmulForward(out: fch, input: ln2, weight: par[p.fcWeight], bias: p.fcBias.map { par[$0] }, N: N, C: C, OC: F)
             switch config.feedForward {
-            case .gelu: be.geluForward(out: fchGelu, input: fch, count: N * H)
-            case .swiglu: be.swigluForward(out: fchGelu, input: fch, N: N, H: H)
+            case .gelu:
+                be.matmulGELUForward(preactivation: fch, activated: fchGelu, input: ln2, weight: par[p.fcWeight],
+                                     bias: p.fcBias.map { par[$0] }, N: N, C: C, OC: F)
+            case .swiglu:
+                be.matmulForward(out: fch, input: ln2, weight: par[p.fcWeight], bias: p.fcBias.map { par[$0] }, N: N, C: C, OC: F)
+                be.swigluForward(out: fchGelu, input: fch, N: N, H: H)
             }
             be.matmulForward(out: proj, input: fchGelu, weight: par[p.fcProjWeight], bias: p.fcProjBias.map { par[$0] },
                              N: N, C: H, OC: C)
@@ -368,13 +371,18 @@ public final class GPT: @unchecked Sendable {
                 be.dropoutBackward(dproj, count: N * C, dropout: site(drop, 3 + 3 * l))
                 branch = dproj
             }
-            be.zero(dfchGelu)
-            be.matmulBackward(dinput: dfchGelu, dweight: grads[p.fcProjWeight], dbias: p.fcProjBias.map { grads[$0] }, dout: branch,
-                              input: fchGelu, weight: par[p.fcProjWeight], N: N, C: H, OC: C)
-            be.zero(dfch)
             switch config.feedForward {
-            case .gelu: be.geluBackward(dinput: dfch, input: fch, dout: dfchGelu, count: N * H)
-            case .swiglu: be.swigluBackward(dinput: dfch, input: fch, dout: dfchGelu, N: N, H: H)
+            case .gelu:
+                // dfch = GELU'(fch) ⊙ (branch · W), overwritten; dfchGelu is scratch.
+                be.matmulGELUBackward(dpreactivation: dfch, dactivated: dfchGelu, dweight: grads[p.fcProjWeight],
+                                      dbias: p.fcProjBias.map { grads[$0] }, dout: branch, preactivation: fch,
+                                      activated: fchGelu, weight: par[p.fcProjWeight], N: N, C: H, OC: C)
+            case .swiglu:
+                be.zero(dfchGelu)
+                be.matmulBackward(dinput: dfchGelu, dweight: grads[p.fcProjWeight], dbias: p.fcProjBias.map { grads[$0] },
+                                  dout: branch, input: fchGelu, weight: par[p.fcProjWeight], N: N, C: H, OC: C)
+                be.zero(dfch)
+                be.swigluBackward(dinput: dfch, input: fch, dout: dfchGelu, N: N, H: H)
             }
             be.zero(dln)
             be.matmulBackward(dinput: dln, dweight: grads[p.fcWeight], dbias: p.fcBias.map { grads[$0] }, dout: dfch,

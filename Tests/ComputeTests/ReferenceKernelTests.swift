@@ -83,6 +83,37 @@ final class ReferenceKernelTests: XCTestCase {
         }
     }
 
+    /// The MLP's fused calls (GELU applied per block of rows) against the separate kernels.
+    func testMatmulGELUMatchesSeparateKernels() {
+        for (N, C, OC) in [(400, 24, 40), (768, 32, 16), (20, 12, 24)] {  // row blocks, and the small-N fallback
+            let x = randomArray(N * C, seed: 41), w = randomArray(OC * C, seed: 42), b = randomArray(OC, seed: 43)
+            let h = Host()
+            let pre1 = h.zeros(N * OC), act1 = h.zeros(N * OC), pre2 = h.zeros(N * OC), act2 = h.zeros(N * OC)
+            h.backend.matmulGELUForward(preactivation: pre1, activated: act1, input: h.buffer(x), weight: h.buffer(w),
+                                        bias: h.buffer(b), N: N, C: C, OC: OC)
+            h.backend.matmulForward(out: pre2, input: h.buffer(x), weight: h.buffer(w), bias: h.buffer(b), N: N, C: C, OC: OC)
+            h.backend.geluForward(out: act2, input: pre2, count: N * OC)
+            XCTAssertEqual(h.read(pre1), h.read(pre2), "preactivation N \(N)")
+            XCTAssertEqual(h.read(act1), h.read(act2), "activation N \(N)")
+
+            // Backward of the next layer (OC2 outputs) through the activation.
+            let OC2 = 8
+            let w2 = randomArray(OC2 * OC, seed: 44), dout = randomArray(N * OC2, seed: 45)
+            let dw0 = randomArray(OC2 * OC, seed: 46), db0 = randomArray(OC2, seed: 47)
+            let dpre1 = h.buffer(randomArray(N * OC, seed: 48)), scratch = h.buffer(randomArray(N * OC, seed: 49))
+            let dw1 = h.buffer(dw0), db1 = h.buffer(db0)
+            h.backend.matmulGELUBackward(dpreactivation: dpre1, dactivated: scratch, dweight: dw1, dbias: db1, dout: h.buffer(dout),
+                                         preactivation: pre1, activated: act1, weight: h.buffer(w2), N: N, C: OC, OC: OC2)
+            let dact2 = h.zeros(N * OC), dpre2 = h.zeros(N * OC), dw2 = h.buffer(dw0), db2 = h.buffer(db0)
+            h.backend.matmulBackward(dinput: dact2, dweight: dw2, dbias: db2, dout: h.buffer(dout), input: act1,
+                                     weight: h.buffer(w2), N: N, C: OC, OC: OC2)
+            h.backend.geluBackward(dinput: dpre2, input: pre1, dout: dact2, count: N * OC)
+            XCTAssertEqual(h.read(dpre1), h.read(dpre2), "dpreactivation N \(N)")
+            XCTAssertEqual(h.read(dw1), h.read(dw2), "dweight N \(N)")
+            XCTAssertEqual(h.read(db1), h.read(db2), "dbias N \(N)")
+        }
+    }
+
     func testExpAccuracy() {
         var worst: Float = 0
         var x: Float = -80
