@@ -47,8 +47,9 @@ final class KernelGradientTests: XCTestCase {
         checkFiniteDifferences("matmul dbias", x: b, analytic: h.read(db)) { forward(x, w, $0) }
     }
 
-    func attentionCheck(dropout: DropoutSpec?) {
-        let B = 2, T = 5, C = 8, NH = 2
+    /// hs = C / NH: 4 takes the BLAS path, multiples of 8 the short-context kernels.
+    func attentionCheck(dropout: DropoutSpec?, T: Int = 5, C: Int = 8, NH: Int = 2) {
+        let B = 2
         let qkv = randomArray(B * T * 3 * C, seed: 11)
         let r = randomArray(B * T * C, seed: 12)
         func forward(_ qkv: [Float]) -> Double {
@@ -70,6 +71,11 @@ final class KernelGradientTests: XCTestCase {
 
     func testAttention() { attentionCheck(dropout: nil) }
     func testAttentionWithDropout() { attentionCheck(dropout: DropoutSpec(probability: 0.3, seed: 77)) }
+    func testShortContextAttention() {
+        XCTAssertTrue(usesSmallAttention(T: 6, headSize: 8))
+        attentionCheck(dropout: nil, T: 6, C: 16, NH: 2)
+        attentionCheck(dropout: DropoutSpec(probability: 0.3, seed: 78), T: 6, C: 16, NH: 2)
+    }
 
     func testGELU() {
         let n = 37

@@ -1,7 +1,8 @@
 // The register-tiled attention for short contexts (CPUBackend+SmallAttention.swift) against the
 // BLAS path it replaces there (which the naive and PyTorch checks cover), forward and backward,
 // with grouped-query heads, dropout, contexts that are not a multiple of 8 and gradients that
-// already hold values; and a finite-difference check through the public entry points.
+// already hold values. KernelGradientTests.testShortContextAttention checks it against finite
+// differences through the public entry points.
 
 import XCTest
 @testable import Compute
@@ -58,26 +59,5 @@ final class SmallAttentionTests: XCTestCase {
 
     func testMatchesBlockedPathWithDropout() {
         for s in shapes { compareWithBlockedPath(s, dropout: DropoutSpec(probability: 0.25, seed: 5)) }
-    }
-
-    func testFiniteDifferences() {
-        // hs = 8 takes the small path through the public entry points.
-        let B = 2, T = 6, C = 16, NH = 2
-        XCTAssertTrue(usesSmallAttention(T: T, headSize: C / NH))
-        let qkv = randomArray(B * T * 3 * C, seed: 13)
-        let r = randomArray(B * T * C, seed: 14)
-        func forward(_ qkv: [Float]) -> Double {
-            let h = Host()
-            let out = h.zeros(B * T * C)
-            h.backend.attentionForward(out: out, lse: h.zeros(B * NH * T), qkv: h.buffer(qkv), B: B, T: T, C: C, NH: NH,
-                                       dropout: nil)
-            return dot(h.read(out), r)
-        }
-        let h = Host()
-        let out = h.zeros(B * T * C), lse = h.zeros(B * NH * T), q = h.buffer(qkv)
-        h.backend.attentionForward(out: out, lse: lse, qkv: q, B: B, T: T, C: C, NH: NH, dropout: nil)
-        let dq = h.zeros(B * T * 3 * C)
-        h.backend.attentionBackward(dqkv: dq, dout: h.buffer(r), lse: lse, qkv: q, B: B, T: T, C: C, NH: NH, dropout: nil)
-        checkFiniteDifferences("small attention dqkv", x: qkv, analytic: h.read(dq), objective: forward)
     }
 }
