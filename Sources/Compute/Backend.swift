@@ -22,6 +22,20 @@ public struct DropoutSpec: Sendable, Equatable {
     public var isActive: Bool { probability > 0 }
 }
 
+/// One parameter tensor's place in arenas that share a layout (parameters, gradients, moments), for
+/// an AdamW update of many tensors in one call.
+public struct AdamWSegment: Sendable {
+    public var offset: Int
+    public var count: Int
+    public var weightDecay: Float
+
+    public init(offset: Int, count: Int, weightDecay: Float) {
+        self.offset = offset
+        self.count = count
+        self.weightDecay = weightDecay
+    }
+}
+
 /// Hyper-parameters of one AdamW update of one parameter tensor.
 public struct AdamWStep: Sendable {
     public var learningRate: Float
@@ -191,6 +205,12 @@ public protocol Backend: AnyObject, Sendable {
     /// One AdamW update (PyTorch semantics, decoupled weight decay) of `count` parameters.
     func adamw(params: FloatBuffer, grads: FloatBuffer, m: FloatBuffer, v: FloatBuffer, count: Int,
                step: AdamWStep)
+    /// AdamW over every segment of the same arenas in one call, each with its own weight decay
+    /// (`step.weightDecay` is ignored). With `zeroGradients`, each gradient is set to 0 once read,
+    /// which is the next step's zeroing done while the values are in cache. Default: `adamw` per
+    /// segment, then `zero(grads)`.
+    func adamw(params: FloatBuffer, grads: FloatBuffer, m: FloatBuffer, v: FloatBuffer, segments: [AdamWSegment],
+               step: AdamWStep, zeroGradients: Bool)
 
     /// Waits until queued work has finished (no-op on the CPU).
     func synchronize()
@@ -216,6 +236,18 @@ extension Backend {
 }
 
 extension Backend {
+    public func adamw(params: FloatBuffer, grads: FloatBuffer, m: FloatBuffer, v: FloatBuffer, segments: [AdamWSegment],
+                      step: AdamWStep, zeroGradients: Bool) {
+        for segment in segments {
+            var s = step
+            s.weightDecay = segment.weightDecay
+            adamw(params: params.slice(segment.offset, segment.count), grads: grads.slice(segment.offset, segment.count),
+                  m: m.slice(segment.offset, segment.count), v: v.slice(segment.offset, segment.count), count: segment.count,
+                  step: s)
+        }
+        if zeroGradients { zero(grads) }
+    }
+
     public func matmulGELUForward(preactivation: FloatBuffer, activated: FloatBuffer, input: FloatBuffer, weight: FloatBuffer,
                                   bias: FloatBuffer?, N: Int, C: Int, OC: Int) {
         matmulForward(out: preactivation, input: input, weight: weight, bias: bias, N: N, C: C, OC: OC)

@@ -126,6 +126,12 @@ public final class ProfilingBackend: Backend, @unchecked Sendable {
         time("cross-entropy") { inner.crossEntropyForward(losses: losses, logits: logits, targets: targets, weights: weights, N: N, V: V, Vp: Vp) }
     }
     public func sumOfSquares(_ buffer: FloatBuffer) -> Double { time("grad norm") { inner.sumOfSquares(buffer) } }
+    public func adamw(params: FloatBuffer, grads: FloatBuffer, m: FloatBuffer, v: FloatBuffer, segments: [AdamWSegment],
+                      step: AdamWStep, zeroGradients: Bool) {
+        time("adamw") {
+            inner.adamw(params: params, grads: grads, m: m, v: v, segments: segments, step: step, zeroGradients: zeroGradients)
+        }
+    }
     public func adamw(params: FloatBuffer, grads: FloatBuffer, m: FloatBuffer, v: FloatBuffer, count: Int, step: AdamWStep) {
         time("adamw") { inner.adamw(params: params, grads: grads, m: m, v: v, count: count, step: step) }
     }

@@ -34,6 +34,16 @@ public final class GPT: @unchecked Sendable {
     public private(set) var batchSize = 0
     public private(set) var sequenceLength = 0
     private var lastForwardHadGradient = false
+    /// True while every gradient is known to be 0 (the last update zeroed them as it read them), so
+    /// `zeroGradients()` has nothing to do.
+    private var gradientsAreZero = false
+    /// Where each parameter tensor sits in the arenas and whether it is weight-decayed (matrices
+    /// are), for the one-call AdamW update.
+    private lazy var adamwLayout: [(offset: Int, count: Int, decays: Bool)] = parameters.entries.enumerated().map {
+        (parameters.offsets[$0.offset], $0.element.count, $0.element.shape.count >= 2)
+    }
+    private var adamwSegments: [AdamWSegment] = []
+    private var adamwSegmentsDecay = Float.nan
     private var lastDropoutSeed: UInt64? = nil
     /// Host copy of the per-token losses, reused every step (no allocation in the training loop).
     private var hostLosses: [Float] = []
@@ -328,13 +338,17 @@ public final class GPT: @unchecked Sendable {
 
     /// Sets every parameter gradient to zero.
     public func zeroGradients() throws {
-        backend.zero(try ensureGradients().storage)
+        let grads = try ensureGradients()
+        if gradientsAreZero { return }
+        backend.zero(grads.storage)
+        gradientsAreZero = true
     }
 
     /// Adds the gradient of the last forward's weighted loss to `gradients`.
     public func backward() throws {
         precondition(lastForwardHadGradient, "backward() needs a forward with targets and loss weights first")
         let grads = try ensureGradients()
+        gradientsAreZero = false
         if gradientScratch == nil {
             gradientScratch = try Arena(backend: backend,
                                         entries: GPTLayout.gradientScratchEntries(config, B: batchSize, T: sequenceLength))
@@ -428,7 +442,8 @@ public final class GPT: @unchecked Sendable {
 
     /// One AdamW step over every parameter: weight decay on matrices (2-D tensors) only, bias
     /// correction, and — when `gradientClip` > 0 — gradients scaled so their global norm is at most
-    /// `gradientClip` (as torch.nn.utils.clip_grad_norm_). Returns the pre-clip gradient norm.
+    /// `gradientClip` (as torch.nn.utils.clip_grad_norm_). Returns the pre-clip gradient norm and
+    /// leaves every gradient at 0 (read them before updating).
     @discardableResult
     public func update(learningRate: Float, beta1: Float = 0.9, beta2: Float = 0.95, epsilon: Float = 1e-8,
                        weightDecay: Float = 0.1, gradientClip: Float = 1.0, step: Int) throws -> Float {
@@ -440,13 +455,17 @@ public final class GPT: @unchecked Sendable {
             let coefficient = gradientClip / (norm + 1e-6)
             if coefficient < 1 { scale = coefficient }
         }
-        let m = firstMoments!, v = secondMoments!
-        for (i, entry) in parameters.entries.enumerated() {
-            let decay = entry.shape.count >= 2 ? weightDecay : 0
-            backend.adamw(params: parameters[i], grads: grads[i], m: m[i], v: v[i], count: entry.count,
-                          step: AdamWStep(learningRate: learningRate, beta1: beta1, beta2: beta2, epsilon: epsilon,
-                                          weightDecay: decay, step: step, gradientScale: scale))
+        if adamwSegmentsDecay != weightDecay {
+            adamwSegments = adamwLayout.map { AdamWSegment(offset: $0.offset, count: $0.count, weightDecay: $0.decays ? weightDecay : 0) }
+            adamwSegmentsDecay = weightDecay
         }
+        // One call for every tensor; it also zeroes each gradient as it reads it (the next step's
+        // zeroGradients() then has nothing to do).
+        backend.adamw(params: parameters.storage, grads: grads.storage, m: firstMoments!.storage, v: secondMoments!.storage,
+                      segments: adamwSegments, step: AdamWStep(learningRate: learningRate, beta1: beta1, beta2: beta2,
+                                                               epsilon: epsilon, step: step, gradientScale: scale),
+                      zeroGradients: true)
+        gradientsAreZero = true
         return norm
     }
 

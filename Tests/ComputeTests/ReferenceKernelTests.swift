@@ -114,6 +114,34 @@ final class ReferenceKernelTests: XCTestCase {
         }
     }
 
+    /// AdamW over several segments in one call equals one call per segment, bit for bit, and
+    /// zeroes the gradients it read; elements outside every segment are left alone.
+    func testSegmentedAdamWMatchesPerTensorCalls() {
+        let n = 70000  // more than one parallel chunk
+        let segments = [AdamWSegment(offset: 0, count: 21, weightDecay: 0.1), AdamWSegment(offset: 32, count: 40000, weightDecay: 0),
+                        AdamWSegment(offset: 40032, count: 29968, weightDecay: 0.1)]
+        let p0 = randomArray(n, seed: 51), g0 = randomArray(n, seed: 52), m0 = randomArray(n, seed: 53)
+        let v0 = randomArray(n, seed: 54).map { abs($0) }
+        let step = AdamWStep(learningRate: 1e-2, beta1: 0.9, beta2: 0.99, epsilon: 1e-8, step: 3, gradientScale: 0.7)
+        let h = Host()
+        let p1 = h.buffer(p0), g1 = h.buffer(g0), m1 = h.buffer(m0), v1 = h.buffer(v0)
+        h.backend.adamw(params: p1, grads: g1, m: m1, v: v1, segments: segments, step: step, zeroGradients: true)
+        let p2 = h.buffer(p0), g2 = h.buffer(g0), m2 = h.buffer(m0), v2 = h.buffer(v0)
+        for s in segments {
+            var st = step
+            st.weightDecay = s.weightDecay
+            h.backend.adamw(params: p2.slice(s.offset, s.count), grads: g2.slice(s.offset, s.count), m: m2.slice(s.offset, s.count),
+                            v: v2.slice(s.offset, s.count), count: s.count, step: st)
+        }
+        XCTAssertEqual(h.read(p1), h.read(p2), "parameters")
+        XCTAssertEqual(h.read(m1), h.read(m2), "first moments")
+        XCTAssertEqual(h.read(v1), h.read(v2), "second moments")
+        let g = h.read(g1)
+        for s in segments { XCTAssertTrue(g[s.offset..<(s.offset + s.count)].allSatisfy { $0 == 0 }, "gradients zeroed") }
+        XCTAssertEqual(Array(g[21..<32]), Array(g0[21..<32]), "a gap between segments is untouched")
+        XCTAssertEqual(h.read(p1)[21..<32].map { $0 }, Array(p0[21..<32]), "parameters in the gap are untouched")
+    }
+
     func testExpAccuracy() {
         var worst: Float = 0
         var x: Float = -80
