@@ -66,6 +66,30 @@ extension CPUBackend {
                                          input inp: UnsafeMutablePointer<Float>, weight w: UnsafeMutablePointer<Float>,
                                          bias b: UnsafeMutablePointer<Float>?, N: Int, C: Int, OC: Int) {
         let rows = rowChunkSize(N)
+        if tileGEMMApplies(k: C, n: OC) {
+            // Wᵀ packed once for all row chunks, the bias padded to whole panels after it.
+            let panels = (OC + tilePanelWidth - 1) / tilePanelWidth, size = packedPanelFloats(k: C, n: OC)
+            let packed = scratchFloats(size + (b == nil ? 0 : panels * tilePanelWidth))
+            Parallel.forEachRange(panels, chunks: min(panels, 4), (packed, w, C, OC)) { ctx, r in
+                let (packed, w, C, OC) = ctx
+                packColumnPanels(w, ld: C, transposed: true, k: C, n: OC, panels: r, into: packed)
+            }
+            var output = TileOutput.overwrite
+            if let b {
+                let padded = packed + size
+                padded.update(from: b, count: OC)
+                (padded + OC).update(repeating: 0, count: panels * tilePanelWidth - OC)
+                output = .bias(padded)
+            }
+            Parallel.forEach((N + rows - 1) / rows, (out, activated, inp, packed, output, N, C, OC, rows)) { ctx, chunk in
+                let (out, activated, inp, packed, output, N, C, OC, rows) = ctx
+                let r0 = chunk * rows, r1 = min(N, r0 + rows)
+                tileProduct(a: inp, rowStride: C, kStride: 1, rows: r0..<r1, k: C, packedB: packed, n: OC,
+                            output: output, c: out, ldc: OC)
+                if let activated { geluRange(out: activated, input: out, (r0 * OC)..<(r1 * OC)) }
+            }
+            return
+        }
         Parallel.forEach((N + rows - 1) / rows, (out, activated, inp, w, b, N, C, OC, rows)) { ctx, chunk in
             let (out, activated, inp, w, b, N, C, OC, rows) = ctx
             let r0 = chunk * rows, m = min(N, r0 + rows) - r0
@@ -154,21 +178,56 @@ extension CPUBackend {
         let dw = dweight.pointer, dout = dout.pointer, inp = input.pointer, w = weight.pointer
         let hasBias = dbias != nil
         let stride = OC * C + (hasBias ? OC : 0)  // one block's partial dweight, then partial dbias
-        let partial = scratchFloats(blocks * stride)
-        Parallel.forEach(blocks, (partial, di, gelu, dout, inp, w, N, C, OC, blocks, stride, hasBias)) { ctx, k in
-            let (partial, di, gelu, dout, inp, w, N, C, OC, blocks, stride, hasBias) = ctx
+        // With the tile kernel (TileGEMM.swift), the weight is packed once for every block's dinput
+        // rows and each block packs its own input rows for its partial dweight.
+        let maxRows = (N + blocks - 1) / blocks
+        let tileDinput = di != nil && tileGEMMApplies(k: OC, n: C), tileDweight = tileGEMMApplies(k: maxRows, n: C)
+        let weightPack = tileDinput ? packedPanelFloats(k: OC, n: C) : 0
+        // Per block: its input rows packed, then its dout rows transposed into row tiles.
+        let rowsPack = tileDweight ? packedPanelFloats(k: maxRows, n: C) + packedRowTileFloats(k: maxRows, m: OC) : 0
+        let partials = cacheLineFloats(blocks * stride)
+        let partial = scratchFloats(partials + weightPack + blocks * rowsPack)
+        let packedWeight = partial + partials, packedRows = packedWeight + weightPack
+        if tileDinput {
+            let panels = (C + tilePanelWidth - 1) / tilePanelWidth
+            Parallel.forEachRange(panels, chunks: min(panels, 4), (packedWeight, w, C, OC)) { ctx, r in
+                let (packedWeight, w, C, OC) = ctx
+                packColumnPanels(w, ld: C, transposed: false, k: OC, n: C, panels: r, into: packedWeight)
+            }
+        }
+        let plan = (tileDinput, tileDweight, rowsPack)
+        Parallel.forEach(blocks, (partial, packedWeight, packedRows, plan, di, gelu, dout, inp, w, N, C, OC, blocks, stride,
+                                  hasBias)) { ctx, k in
+            let (partial, packedWeight, packedRows, plan, di, gelu, dout, inp, w, N, C, OC, blocks, stride, hasBias) = ctx
+            let (tileDinput, tileDweight, rowsPack) = plan
             let n0 = N * k / blocks, n1 = N * (k + 1) / blocks
             if let di {
                 // dinput rows n0..<n1 += dout · weight (through GELU: = dout · weight, then GELU')
-                sgemm(transA: false, transB: false, m: n1 - n0, n: C, k: OC, alpha: 1, a: dout + n0 * OC, lda: OC,
-                      b: w, ldb: C, beta: gelu == nil ? 1 : 0, c: di + n0 * C, ldc: C)
+                if tileDinput {
+                    tileProduct(a: dout, rowStride: OC, kStride: 1, rows: n0..<n1, k: OC, packedB: packedWeight, n: C,
+                                output: gelu == nil ? .accumulate : .overwrite, c: di, ldc: C)
+                } else {
+                    sgemm(transA: false, transB: false, m: n1 - n0, n: C, k: OC, alpha: 1, a: dout + n0 * OC, lda: OC,
+                          b: w, ldb: C, beta: gelu == nil ? 1 : 0, c: di + n0 * C, ldc: C)
+                }
                 if let (pre, dpre) = gelu {
                     geluBackwardRange(dinput: dpre, input: pre, dout: di, (n0 * C)..<(n1 * C), accumulate: false)
                 }
             }
             let pw = partial + k * stride
-            sgemm(transA: true, transB: false, m: OC, n: C, k: n1 - n0, alpha: 1, a: dout + n0 * OC, lda: OC,
-                  b: inp + n0 * C, ldb: C, beta: 0, c: pw, ldc: C)
+            if tileDweight {
+                // Both operands packed per block: the block's input rows into column panels, its
+                // dout rows, transposed, into row tiles.
+                let rows = packedRows + k * rowsPack, tiles = rows + packedPanelFloats(k: n1 - n0, n: C)
+                packColumnPanels(inp + n0 * C, ld: C, transposed: false, k: n1 - n0, n: C,
+                                 panels: 0..<((C + tilePanelWidth - 1) / tilePanelWidth), into: rows)
+                packRowTiles(transposedFrom: dout + n0 * OC, ld: OC, k: n1 - n0, m: OC, into: tiles)
+                tileProduct(a: tiles, rowStride: 1, kStride: tileRows, rows: 0..<OC, k: n1 - n0, packedB: rows, n: C,
+                            output: .overwrite, c: pw, ldc: C, packedA: true)
+            } else {
+                sgemm(transA: true, transB: false, m: OC, n: C, k: n1 - n0, alpha: 1, a: dout + n0 * OC, lda: OC,
+                      b: inp + n0 * C, ldb: C, beta: 0, c: pw, ldc: C)
+            }
             if hasBias {
                 let pb = pw + OC * C
                 pb.initialize(repeating: 0, count: OC)
@@ -218,3 +277,4 @@ func sumPartials(into out: UnsafeMutablePointer<Float>, _ partial: UnsafePointer
         i += 1
     }
 }
+

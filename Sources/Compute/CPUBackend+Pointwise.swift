@@ -95,21 +95,27 @@ extension CPUBackend {
 /// sqrt(2/π), the GELU tanh-approximation constant.
 let geluScale: Float = 0.7978845608028654
 
+// GELU goes four vectors per loop step: its exp/tanh is one long chain of dependent operations
+// per vector (~45 deep), and with one vector per step the out-of-order window held too few steps
+// to overlap them (~36 cycles per 8 floats on the Zen 2 machine). Four independent chains in one
+// step let the scheduler interleave them.
+
 /// out[i] = GELU(input[i]) for i in r (tanh form).
 @inline(__always)
 func geluRange(out: UnsafeMutablePointer<Float>, input inp: UnsafePointer<Float>, _ r: Range<Int>) {
     var i = r.lowerBound
-    let k = Float8(repeating: geluScale)
+    while i + 32 <= r.upperBound {
+        let g0 = gelu8(load8(inp + i)), g1 = gelu8(load8(inp + i + 8))
+        let g2 = gelu8(load8(inp + i + 16)), g3 = gelu8(load8(inp + i + 24))
+        store8(g0, out + i); store8(g1, out + i + 8); store8(g2, out + i + 16); store8(g3, out + i + 24)
+        i += 32
+    }
     while i + 8 <= r.upperBound {
-        let x = load8(inp + i)
-        let u = k * (x + 0.044715 * x * x * x)
-        store8(0.5 * x * (1 + tanh8(u)), out + i)
+        store8(gelu8(load8(inp + i)), out + i)
         i += 8
     }
     while i < r.upperBound {
-        let x = Float8(repeating: inp[i])
-        let u = k * (x + 0.044715 * x * x * x)
-        out[i] = (0.5 * x * (1 + tanh8(u)))[0]
+        out[i] = gelu8(Float8(repeating: inp[i]))[0]
         i += 1
     }
 }
@@ -118,10 +124,17 @@ func geluRange(out: UnsafeMutablePointer<Float>, input inp: UnsafePointer<Float>
 @inline(__always)
 func geluBackwardRange(dinput dinp: UnsafeMutablePointer<Float>, input inp: UnsafePointer<Float>, dout: UnsafePointer<Float>,
                        _ r: Range<Int>, accumulate: Bool) {
+    @inline(__always) func put(_ g: Float8, _ i: Int) { store8(accumulate ? load8(dinp + i) + g : g, dinp + i) }
     var i = r.lowerBound
+    while i + 32 <= r.upperBound {
+        let g0 = geluGradient(load8(inp + i)), g1 = geluGradient(load8(inp + i + 8))
+        let g2 = geluGradient(load8(inp + i + 16)), g3 = geluGradient(load8(inp + i + 24))
+        put(g0 * load8(dout + i), i); put(g1 * load8(dout + i + 8), i + 8)
+        put(g2 * load8(dout + i + 16), i + 16); put(g3 * load8(dout + i + 24), i + 24)
+        i += 32
+    }
     while i + 8 <= r.upperBound {
-        let g = geluGradient(load8(inp + i)) * load8(dout + i)
-        store8(accumulate ? load8(dinp + i) + g : g, dinp + i)
+        put(geluGradient(load8(inp + i)) * load8(dout + i), i)
         i += 8
     }
     while i < r.upperBound {
@@ -129,6 +142,13 @@ func geluBackwardRange(dinput dinp: UnsafeMutablePointer<Float>, input inp: Unsa
         dinp[i] = accumulate ? dinp[i] + g : g
         i += 1
     }
+}
+
+/// GELU (tanh form) for 8 lanes.
+@inline(__always)
+func gelu8(_ x: Float8) -> Float8 {
+    let u = Float8(repeating: geluScale) * (x + 0.044715 * x * x * x)
+    return 0.5 * x * (1 + tanh8(u))
 }
 
 /// d/dx of GELU (tanh form) for 8 lanes.

@@ -34,16 +34,19 @@ public final class CPUBackend: Backend, @unchecked Sendable {
     public init() {}
 
     deinit {
-        scratch?.deallocate()
+        scratch.map { UnsafeMutableRawPointer($0).deallocate() }
         doubleScratch?.deallocate()
     }
 
-    /// Scratch floats, at least `count` of them. Not reentrant across concurrent kernel calls.
+    /// Scratch floats, at least `count` of them, starting on a 64-byte boundary (a cache line:
+    /// vector loads from packed operands never straddle two). Not reentrant across concurrent
+    /// kernel calls.
     func scratchFloats(_ count: Int) -> UnsafeMutablePointer<Float> {
         lock.lock(); defer { lock.unlock() }
         if count > scratchCount {
-            scratch?.deallocate()
-            scratch = UnsafeMutablePointer<Float>.allocate(capacity: count)
+            scratch.map { UnsafeMutableRawPointer($0).deallocate() }
+            scratch = UnsafeMutableRawPointer.allocate(byteCount: count * MemoryLayout<Float>.stride, alignment: 64)
+                .bindMemory(to: Float.self, capacity: count)
             scratchCount = count
         }
         return scratch!

@@ -51,68 +51,10 @@ final class ReferenceKernelTests: XCTestCase {
 
     /// The weight-gradient path that splits rows into blocks (N ≥ 384) computes dinput, partial
     /// dweight and partial dbias per block; every gradient must add onto what it held before.
-    func testMatmulBackwardInRowBlocksMatchesReference() {
-        for (N, C, OC, withInput, withBias) in [(400, 24, 20, true, true), (1000, 16, 13, true, true), (800, 8, 12, false, true),
-                                                (384, 12, 9, true, false)] {
-            let x = randomArray(N * C, seed: 31), w = randomArray(OC * C, seed: 32), dout = randomArray(N * OC, seed: 33)
-            let dx0 = randomArray(N * C, seed: 34), dw0 = randomArray(OC * C, seed: 35), db0 = randomArray(OC, seed: 36)
-            let h = Host()
-            let dx = h.buffer(dx0), dw = h.buffer(dw0), db = h.buffer(db0)
-            h.backend.matmulBackward(dinput: withInput ? dx : nil, dweight: dw, dbias: withBias ? db : nil, dout: h.buffer(dout),
-                                     input: h.buffer(x), weight: h.buffer(w), N: N, C: C, OC: OC)
-            var ex = dx0.map(Double.init), ew = dw0.map(Double.init), eb = db0.map(Double.init)
-            for n in 0..<N {
-                for o in 0..<OC {
-                    let d = Double(dout[n * OC + o])
-                    eb[o] += d
-                    for c in 0..<C {
-                        ex[n * C + c] += d * Double(w[o * C + c])
-                        ew[o * C + c] += d * Double(x[n * C + c])
-                    }
-                }
-            }
-            func check(_ got: [Float], _ expected: [Double], _ name: String) {
-                for i in 0..<got.count where abs(Double(got[i]) - expected[i]) > 1e-4 + 1e-4 * abs(expected[i]) {
-                    XCTFail("\(name) N \(N) C \(C) OC \(OC): index \(i) got \(got[i]) expected \(expected[i])")
-                    return
-                }
-            }
-            check(h.read(dw), ew, "dweight")
-            check(h.read(dx), withInput ? ex : dx0.map(Double.init), "dinput")
-            check(h.read(db), withBias ? eb : db0.map(Double.init), "dbias")
-        }
-    }
+    func testMatmulBackwardInRowBlocksMatchesReference() { checkMatmulBackwardInRowBlocks() }
 
     /// The MLP's fused calls (GELU applied per block of rows) against the separate kernels.
-    func testMatmulGELUMatchesSeparateKernels() {
-        for (N, C, OC) in [(400, 24, 40), (768, 32, 16), (20, 12, 24)] {  // row blocks, and the small-N fallback
-            let x = randomArray(N * C, seed: 41), w = randomArray(OC * C, seed: 42), b = randomArray(OC, seed: 43)
-            let h = Host()
-            let pre1 = h.zeros(N * OC), act1 = h.zeros(N * OC), pre2 = h.zeros(N * OC), act2 = h.zeros(N * OC)
-            h.backend.matmulGELUForward(preactivation: pre1, activated: act1, input: h.buffer(x), weight: h.buffer(w),
-                                        bias: h.buffer(b), N: N, C: C, OC: OC)
-            h.backend.matmulForward(out: pre2, input: h.buffer(x), weight: h.buffer(w), bias: h.buffer(b), N: N, C: C, OC: OC)
-            h.backend.geluForward(out: act2, input: pre2, count: N * OC)
-            XCTAssertEqual(h.read(pre1), h.read(pre2), "preactivation N \(N)")
-            XCTAssertEqual(h.read(act1), h.read(act2), "activation N \(N)")
-
-            // Backward of the next layer (OC2 outputs) through the activation.
-            let OC2 = 8
-            let w2 = randomArray(OC2 * OC, seed: 44), dout = randomArray(N * OC2, seed: 45)
-            let dw0 = randomArray(OC2 * OC, seed: 46), db0 = randomArray(OC2, seed: 47)
-            let dpre1 = h.buffer(randomArray(N * OC, seed: 48)), scratch = h.buffer(randomArray(N * OC, seed: 49))
-            let dw1 = h.buffer(dw0), db1 = h.buffer(db0)
-            h.backend.matmulGELUBackward(dpreactivation: dpre1, dactivated: scratch, dweight: dw1, dbias: db1, dout: h.buffer(dout),
-                                         preactivation: pre1, activated: act1, weight: h.buffer(w2), N: N, C: OC, OC: OC2)
-            let dact2 = h.zeros(N * OC), dpre2 = h.zeros(N * OC), dw2 = h.buffer(dw0), db2 = h.buffer(db0)
-            h.backend.matmulBackward(dinput: dact2, dweight: dw2, dbias: db2, dout: h.buffer(dout), input: act1,
-                                     weight: h.buffer(w2), N: N, C: OC, OC: OC2)
-            h.backend.geluBackward(dinput: dpre2, input: pre1, dout: dact2, count: N * OC)
-            XCTAssertEqual(h.read(dpre1), h.read(dpre2), "dpreactivation N \(N)")
-            XCTAssertEqual(h.read(dw1), h.read(dw2), "dweight N \(N)")
-            XCTAssertEqual(h.read(db1), h.read(db2), "dbias N \(N)")
-        }
-    }
+    func testMatmulGELUMatchesSeparateKernels() { checkMatmulGELUFusion() }
 
     /// AdamW over several segments in one call equals one call per segment, bit for bit, and
     /// zeroes the gradients it read; elements outside every segment are left alone.
@@ -189,3 +131,69 @@ final class ReferenceKernelTests: XCTestCase {
 }
 
 @inline(__always) func Foundation_exp(_ x: Double) -> Double { exp(x) }
+
+/// The row-blocked matrix-product backward against a double product (also run with the tile
+/// kernel on by TileGEMMTests).
+func checkMatmulBackwardInRowBlocks() {
+    for (N, C, OC, withInput, withBias) in [(400, 24, 20, true, true), (1000, 16, 13, true, true), (800, 8, 12, false, true),
+                                            (384, 12, 9, true, false),
+                                            (500, 40, 70, true, true), (400, 32, 16, false, false)] {  // tile-kernel shapes (TileGEMMTests)
+        let x = randomArray(N * C, seed: 31), w = randomArray(OC * C, seed: 32), dout = randomArray(N * OC, seed: 33)
+        let dx0 = randomArray(N * C, seed: 34), dw0 = randomArray(OC * C, seed: 35), db0 = randomArray(OC, seed: 36)
+        let h = Host()
+        let dx = h.buffer(dx0), dw = h.buffer(dw0), db = h.buffer(db0)
+        h.backend.matmulBackward(dinput: withInput ? dx : nil, dweight: dw, dbias: withBias ? db : nil, dout: h.buffer(dout),
+                                 input: h.buffer(x), weight: h.buffer(w), N: N, C: C, OC: OC)
+        var ex = dx0.map(Double.init), ew = dw0.map(Double.init), eb = db0.map(Double.init)
+        for n in 0..<N {
+            for o in 0..<OC {
+                let d = Double(dout[n * OC + o])
+                eb[o] += d
+                for c in 0..<C {
+                    ex[n * C + c] += d * Double(w[o * C + c])
+                    ew[o * C + c] += d * Double(x[n * C + c])
+                }
+            }
+        }
+        func check(_ got: [Float], _ expected: [Double], _ name: String) {
+            for i in 0..<got.count where abs(Double(got[i]) - expected[i]) > 1e-4 + 1e-4 * abs(expected[i]) {
+                XCTFail("\(name) N \(N) C \(C) OC \(OC): index \(i) got \(got[i]) expected \(expected[i])")
+                return
+            }
+        }
+        check(h.read(dw), ew, "dweight")
+        check(h.read(dx), withInput ? ex : dx0.map(Double.init), "dinput")
+        check(h.read(db), withBias ? eb : db0.map(Double.init), "dbias")
+    }
+}
+
+/// The MLP's fused calls against the separate kernels (also run with the tile kernel on).
+func checkMatmulGELUFusion() {
+    for (N, C, OC) in [(400, 24, 40), (768, 32, 16), (20, 12, 24)] {  // row blocks, and the small-N fallback
+        let x = randomArray(N * C, seed: 41), w = randomArray(OC * C, seed: 42), b = randomArray(OC, seed: 43)
+        let h = Host()
+        let pre1 = h.zeros(N * OC), act1 = h.zeros(N * OC), pre2 = h.zeros(N * OC), act2 = h.zeros(N * OC)
+        h.backend.matmulGELUForward(preactivation: pre1, activated: act1, input: h.buffer(x), weight: h.buffer(w),
+                                    bias: h.buffer(b), N: N, C: C, OC: OC)
+        h.backend.matmulForward(out: pre2, input: h.buffer(x), weight: h.buffer(w), bias: h.buffer(b), N: N, C: C, OC: OC)
+        h.backend.geluForward(out: act2, input: pre2, count: N * OC)
+        XCTAssertEqual(h.read(pre1), h.read(pre2), "preactivation N \(N)")
+        XCTAssertEqual(h.read(act1), h.read(act2), "activation N \(N)")
+
+        // Backward of the next layer (OC2 outputs) through the activation.
+        let OC2 = 8
+        let w2 = randomArray(OC2 * OC, seed: 44), dout = randomArray(N * OC2, seed: 45)
+        let dw0 = randomArray(OC2 * OC, seed: 46), db0 = randomArray(OC2, seed: 47)
+        let dpre1 = h.buffer(randomArray(N * OC, seed: 48)), scratch = h.buffer(randomArray(N * OC, seed: 49))
+        let dw1 = h.buffer(dw0), db1 = h.buffer(db0)
+        h.backend.matmulGELUBackward(dpreactivation: dpre1, dactivated: scratch, dweight: dw1, dbias: db1, dout: h.buffer(dout),
+                                     preactivation: pre1, activated: act1, weight: h.buffer(w2), N: N, C: OC, OC: OC2)
+        let dact2 = h.zeros(N * OC), dpre2 = h.zeros(N * OC), dw2 = h.buffer(dw0), db2 = h.buffer(db0)
+        h.backend.matmulBackward(dinput: dact2, dweight: dw2, dbias: db2, dout: h.buffer(dout), input: act1,
+                                 weight: h.buffer(w2), N: N, C: OC, OC: OC2)
+        h.backend.geluBackward(dinput: dpre2, input: pre1, dout: dact2, count: N * OC)
+        XCTAssertEqual(h.read(dpre1), h.read(dpre2), "dpreactivation N \(N)")
+        XCTAssertEqual(h.read(dw1), h.read(dw2), "dweight N \(N)")
+        XCTAssertEqual(h.read(db1), h.read(db2), "dbias N \(N)")
+    }
+}
