@@ -5,9 +5,10 @@
 // Structure (the classic Goto/BLIS layering): C is computed in column blocks of `nc`, the shared
 // dimension in blocks of `kc`, rows in blocks of `mc`. Each (kc × nc) block of op(B) is copied once
 // into panels of 16 columns and each (mc × kc) block of op(A) into panels of 6 rows, so the inner
-// kernel always reads both operands contiguously whatever the transposes were. The kernel keeps a
-// 6 × 16 tile of C in twelve 8-lane registers and, per step of the shared dimension, does two
-// loads of B, six broadcasts of A and twelve fused multiply-adds. One B panel (kc × 16, 16 KB)
+// kernel always reads both operands contiguously whatever the transposes were. The kernel
+// (`tile6x16` in TileGEMM.swift, shared with the training products) keeps a 6 × 16 tile of C in
+// twelve 8-lane registers and, per step of the shared dimension, does two loads of B, six
+// broadcasts of A and twelve fused multiply-adds. One B panel (kc × 16, 16 KB)
 // stays in L1 while the A panels of a row block (mc × kc, 96 KB) stream from L2.
 //
 // Single-threaded, like a BLAS call from one of SwiftGPT's workers. Edge tiles are computed in
@@ -44,6 +45,16 @@ public func portableSgemm(
         }
         return
     }
+    // The kernel (TileGEMM.swift's 6 × 16 tile) only overwrites or adds: a general beta scales C
+    // first, and alpha is applied while A is packed.
+    var beta = beta
+    if beta != 0 && beta != 1 {
+        for i in 0..<m {
+            let row = c + i * ldc
+            for j in 0..<n { row[j] *= beta }
+        }
+        beta = 1
+    }
     let MR = portableGemmMR, NR = portableGemmNR
     let kcMax = min(portableGemmKC, k)
     let ncMax = min(portableGemmNC, (n + NR - 1) / NR * NR)
@@ -63,15 +74,16 @@ public func portableSgemm(
             var ic = 0
             while ic < m {
                 let mc = min(portableGemmMC, m - ic)
-                packPanelsOfA(transA: transA, a: a, lda: lda, row0: ic, col0: pc, mc: mc, kc: kc, into: packedA)
+                packPanelsOfA(transA: transA, a: a, lda: lda, row0: ic, col0: pc, mc: mc, kc: kc, alpha: alpha,
+                              into: packedA)
                 var jr = 0
                 while jr < nc {
                     let bPanel = UnsafePointer(packedB + jr * kc)
                     var ir = 0
                     while ir < mc {
-                        kernel6x16(kc: kc, a: UnsafePointer(packedA + ir * kc), b: bPanel,
-                                   c: c + (ic + ir) * ldc + jc + jr, ldc: ldc,
-                                   rows: min(MR, mc - ir), cols: min(NR, nc - jr), alpha: alpha, beta: blockBeta)
+                        tile6x16(a: UnsafePointer(packedA + ir * kc), rowStride: 1, kStride: MR, validRows: min(MR, mc - ir),
+                                 k: kc, panel: bPanel, output: blockBeta == 0 ? .overwrite : .accumulate, column: 0,
+                                 c: c + (ic + ir) * ldc + jc + jr, ldc: ldc, validColumns: min(NR, nc - jr))
                         ir += MR
                     }
                     jr += NR
@@ -128,10 +140,10 @@ private func packPanelsOfB(transB: Bool, b: UnsafePointer<Float>, ldb: Int, row0
     }
 }
 
-/// Copies op(A)[row0 ..< row0+mc, col0 ..< col0+kc] into panels of 6 rows: panel i holds rows
+/// Copies alpha · op(A)[row0 ..< row0+mc, col0 ..< col0+kc] into panels of 6 rows: panel i holds rows
 /// 6i ..< 6i+6 as kc consecutive groups of 6 floats (zeros past the last row).
 @inline(__always)
-private func packPanelsOfA(transA: Bool, a: UnsafePointer<Float>, lda: Int, row0: Int, col0: Int, mc: Int, kc: Int,
+private func packPanelsOfA(transA: Bool, a: UnsafePointer<Float>, lda: Int, row0: Int, col0: Int, mc: Int, kc: Int, alpha: Float,
                            into dst: UnsafeMutablePointer<Float>) {
     let MR = portableGemmMR
     var i0 = 0
@@ -142,7 +154,7 @@ private func packPanelsOfA(transA: Bool, a: UnsafePointer<Float>, lda: Int, row0
             for i in 0..<MR {
                 if i < height {
                     let src = a + (row0 + i0 + i) * lda + col0
-                    for p in 0..<kc { panel[p * MR + i] = src[p] }
+                    for p in 0..<kc { panel[p * MR + i] = alpha * src[p] }
                 } else {
                     for p in 0..<kc { panel[p * MR + i] = 0 }
                 }
@@ -150,72 +162,10 @@ private func packPanelsOfA(transA: Bool, a: UnsafePointer<Float>, lda: Int, row0
         } else {
             for p in 0..<kc {
                 let src = a + (col0 + p) * lda + row0 + i0, out = panel + p * MR
-                for i in 0..<height { out[i] = src[i] }
+                for i in 0..<height { out[i] = alpha * src[i] }
                 for i in height..<MR { out[i] = 0 }
             }
         }
         i0 += MR
-    }
-}
-
-/// One 6 × 16 tile: C[0..<rows, 0..<cols] = alpha · (A panel · B panel) + beta · C.
-@inline(__always)
-private func kernel6x16(kc: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>, c: UnsafeMutablePointer<Float>,
-                        ldc: Int, rows: Int, cols: Int, alpha: Float, beta: Float) {
-    var c00 = Float8(), c01 = Float8(), c10 = Float8(), c11 = Float8(), c20 = Float8(), c21 = Float8()
-    var c30 = Float8(), c31 = Float8(), c40 = Float8(), c41 = Float8(), c50 = Float8(), c51 = Float8()
-    var ap = a, bp = b
-    for _ in 0..<kc {
-        let b0 = load8(bp), b1 = load8(bp + 8)
-        var x = Float8(repeating: ap[0])
-        c00 = c00.addingProduct(x, b0); c01 = c01.addingProduct(x, b1)
-        x = Float8(repeating: ap[1])
-        c10 = c10.addingProduct(x, b0); c11 = c11.addingProduct(x, b1)
-        x = Float8(repeating: ap[2])
-        c20 = c20.addingProduct(x, b0); c21 = c21.addingProduct(x, b1)
-        x = Float8(repeating: ap[3])
-        c30 = c30.addingProduct(x, b0); c31 = c31.addingProduct(x, b1)
-        x = Float8(repeating: ap[4])
-        c40 = c40.addingProduct(x, b0); c41 = c41.addingProduct(x, b1)
-        x = Float8(repeating: ap[5])
-        c50 = c50.addingProduct(x, b0); c51 = c51.addingProduct(x, b1)
-        ap += 6
-        bp += 16
-    }
-    if rows == portableGemmMR && cols == portableGemmNR {
-        update(c, c00, c01)
-        update(c + ldc, c10, c11)
-        update(c + 2 * ldc, c20, c21)
-        update(c + 3 * ldc, c30, c31)
-        update(c + 4 * ldc, c40, c41)
-        update(c + 5 * ldc, c50, c51)
-        return
-    }
-    // Edge tile: the full tile into a local buffer, then only its valid part into C.
-    withUnsafeTemporaryAllocation(of: Float.self, capacity: 96) { buffer in
-        let t = buffer.baseAddress!
-        store8(c00, t); store8(c01, t + 8); store8(c10, t + 16); store8(c11, t + 24)
-        store8(c20, t + 32); store8(c21, t + 40); store8(c30, t + 48); store8(c31, t + 56)
-        store8(c40, t + 64); store8(c41, t + 72); store8(c50, t + 80); store8(c51, t + 88)
-        for r in 0..<rows {
-            let row = c + r * ldc
-            for j in 0..<cols {
-                let v = alpha * t[r * 16 + j]
-                row[j] = beta == 0 ? v : (beta == 1 ? row[j] + v : beta * row[j] + v)
-            }
-        }
-    }
-
-    @inline(__always) func update(_ row: UnsafeMutablePointer<Float>, _ lo: Float8, _ hi: Float8) {
-        if beta == 0 {
-            store8(lo * alpha, row)
-            store8(hi * alpha, row + 8)
-        } else if beta == 1 {
-            store8(load8(row).addingProduct(lo, alpha), row)
-            store8(load8(row + 8).addingProduct(hi, alpha), row + 8)
-        } else {
-            store8((load8(row) * beta).addingProduct(lo, alpha), row)
-            store8((load8(row + 8) * beta).addingProduct(hi, alpha), row + 8)
-        }
     }
 }

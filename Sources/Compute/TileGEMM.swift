@@ -175,7 +175,7 @@ let tileGroupFloats = 32768
 /// out-of-bounds reads) and are not stored; columns past `validColumns` are zero in the panel and
 /// not stored.
 @inline(__always)
-private func tile6x16(a: UnsafePointer<Float>, rowStride: Int, kStride: Int, validRows: Int, k: Int,
+func tile6x16(a: UnsafePointer<Float>, rowStride: Int, kStride: Int, validRows: Int, k: Int,
                       panel: UnsafePointer<Float>, output: TileOutput, column: Int, c: UnsafeMutablePointer<Float>,
                       ldc: Int, validColumns: Int) {
     let last = validRows - 1
