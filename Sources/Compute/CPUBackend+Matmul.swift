@@ -68,17 +68,14 @@ extension CPUBackend {
         let rows = rowChunkSize(N)
         if tileGEMMApplies(k: C, n: OC) {
             // Wᵀ packed once for all row chunks, the bias padded to whole panels after it.
-            let panels = (OC + tilePanelWidth - 1) / tilePanelWidth, size = packedPanelFloats(k: C, n: OC)
-            let packed = scratchFloats(size + (b == nil ? 0 : panels * tilePanelWidth))
-            Parallel.forEachRange(panels, chunks: min(panels, 4), (packed, w, C, OC)) { ctx, r in
-                let (packed, w, C, OC) = ctx
-                packColumnPanels(w, ld: C, transposed: true, k: C, n: OC, panels: r, into: packed)
-            }
+            let size = packedPanelFloats(k: C, n: OC), paddedWidth = panelCount(OC) * tilePanelWidth
+            let packed = scratchFloats(size + (b == nil ? 0 : paddedWidth))
+            packColumnPanelsInParallel(w, ld: C, transposed: true, k: C, n: OC, into: packed)
             var output = TileOutput.overwrite
             if let b {
                 let padded = packed + size
                 padded.update(from: b, count: OC)
-                (padded + OC).update(repeating: 0, count: panels * tilePanelWidth - OC)
+                (padded + OC).update(repeating: 0, count: paddedWidth - OC)
                 output = .bias(padded)
             }
             Parallel.forEach((N + rows - 1) / rows, (out, activated, inp, packed, output, N, C, OC, rows)) { ctx, chunk in
@@ -188,13 +185,7 @@ extension CPUBackend {
         let partials = cacheLineFloats(blocks * stride)
         let partial = scratchFloats(partials + weightPack + blocks * rowsPack)
         let packedWeight = partial + partials, packedRows = packedWeight + weightPack
-        if tileDinput {
-            let panels = (C + tilePanelWidth - 1) / tilePanelWidth
-            Parallel.forEachRange(panels, chunks: min(panels, 4), (packedWeight, w, C, OC)) { ctx, r in
-                let (packedWeight, w, C, OC) = ctx
-                packColumnPanels(w, ld: C, transposed: false, k: OC, n: C, panels: r, into: packedWeight)
-            }
-        }
+        if tileDinput { packColumnPanelsInParallel(w, ld: C, transposed: false, k: OC, n: C, into: packedWeight) }
         let plan = (tileDinput, tileDweight, rowsPack)
         Parallel.forEach(blocks, (partial, packedWeight, packedRows, plan, di, gelu, dout, inp, w, N, C, OC, blocks, stride,
                                   hasBias)) { ctx, k in
@@ -220,7 +211,7 @@ extension CPUBackend {
                 // dout rows, transposed, into row tiles.
                 let rows = packedRows + k * rowsPack, tiles = rows + packedPanelFloats(k: n1 - n0, n: C)
                 packColumnPanels(inp + n0 * C, ld: C, transposed: false, k: n1 - n0, n: C,
-                                 panels: 0..<((C + tilePanelWidth - 1) / tilePanelWidth), into: rows)
+                                 panels: 0..<panelCount(C), into: rows)
                 packRowTiles(transposedFrom: dout + n0 * OC, ld: OC, k: n1 - n0, m: OC, into: tiles)
                 tileProduct(a: tiles, rowStride: 1, kStride: tileRows, rows: 0..<OC, k: n1 - n0, packedB: rows, n: C,
                             output: .overwrite, c: pw, ldc: C, packedA: true)
@@ -277,4 +268,3 @@ func sumPartials(into out: UnsafeMutablePointer<Float>, _ partial: UnsafePointer
         i += 1
     }
 }
-

@@ -48,8 +48,21 @@ nonisolated(unsafe) var tileGEMMEnabled: Bool = {
 /// Floats that `packColumnPanels` writes for a k × n op(B): a multiple of 16, so packed operands
 /// laid out one after another in 64-byte aligned scratch all stay aligned.
 @inline(__always)
-func packedPanelFloats(k: Int, n: Int) -> Int {
-    (n + tilePanelWidth - 1) / tilePanelWidth * tilePanelWidth * k
+func packedPanelFloats(k: Int, n: Int) -> Int { panelCount(n) * tilePanelWidth * k }
+
+/// Panels of `tilePanelWidth` columns that cover n columns.
+@inline(__always)
+func panelCount(_ n: Int) -> Int { (n + tilePanelWidth - 1) / tilePanelWidth }
+
+/// `packColumnPanels` of the whole of op(B), its panels spread over the cores: the packing before a
+/// product whose row chunks all share the packed B.
+func packColumnPanelsInParallel(_ b: UnsafePointer<Float>, ld: Int, transposed: Bool, k: Int, n: Int,
+                                into dst: UnsafeMutablePointer<Float>) {
+    let panels = panelCount(n)
+    Parallel.forEachRange(panels, chunks: min(panels, 4), (b, dst, ld, transposed, k, n)) { ctx, r in
+        let (b, dst, ld, transposed, k, n) = ctx
+        packColumnPanels(b, ld: ld, transposed: transposed, k: k, n: n, panels: r, into: dst)
+    }
 }
 
 /// `count` rounded up to a whole number of 64-byte lines of floats.
@@ -135,17 +148,17 @@ enum TileOutput {
 
 /// Rows `rows` of C (m × n, row stride `ldc`) = op(A) · op(B) with op(B) packed by
 /// `packColumnPanels` (k × n). op(A) element (i, p) is at `a[i * rowStride + p * kStride]`: (1, lda)
-/// reads a transposed A in place. With `packedA` (from `packRowTiles`; `rows` then starts at 0),
-/// tile t's rows are read from a + t·`packedRowTileStride(k)` instead, element (6t + r, p) at [6p + r].
+/// reads a transposed A in place. With `packedA` (from `packRowTiles`; `rows` then starts at 0, and
+/// the strides are 1 and 6), tile t's rows are read from a + t·`packedRowTileStride(k)`.
 func tileProduct(a: UnsafePointer<Float>, rowStride: Int, kStride: Int, rows: Range<Int>, k: Int,
                  packedB: UnsafePointer<Float>, n: Int, output: TileOutput, c: UnsafeMutablePointer<Float>, ldc: Int,
                  packedA: Bool = false) {
-    let rowStride = packedA ? 1 : rowStride, kStride = packedA ? tileRows : kStride
     // Panels in groups whose packed B fits in L2 beside everything else; within a group, row
     // tiles outer and panels inner: the tile's six rows of A (6 × k floats) stay in L1 while the
     // group's panels stream through from L2 in order. (Panels outer, which keeps one panel in L1
     // and re-reads all rows of A per panel, was ~25% slower on the Zen 2 machine for
-    // 192 × 128 · 128 × 384; without groups, a 192 × 512 packed B was read from L3 per row tile.)
+    // 192 × 128 · 128 × 384. Groups only matter for packed Bs larger than L2; on char-baby's
+    // shapes groups of 64 KB to 512 KB measured alike.)
     let W = tilePanelWidth
     let panelsPerGroup = max(1, tileGroupFloats / (k * W))
     var g0 = 0

@@ -27,7 +27,7 @@ final class TileGEMMTests: XCTestCase {
         func aAt(_ i: Int, _ p: Int) -> Float { transposedA ? a[p * m + i] : a[i * k + p] }
         // op(B) element (p, j): (k, n) row-major, or Wᵀ with W stored (n, k).
         func bAt(_ p: Int, _ j: Int) -> Float { transposedB ? b[j * k + p] : b[p * n + j] }
-        let panels = (n + tilePanelWidth - 1) / tilePanelWidth
+        let panels = panelCount(n)
         var packed = [Float](repeating: .nan, count: packedPanelFloats(k: k, n: n))
         var paddedBias = bias + [Float](repeating: 0, count: panels * tilePanelWidth - n)
         var c = start
