@@ -241,6 +241,8 @@ extension CPUBackend {
             // rows (C > smallMatmulColumnBlock), the columns go in blocks: every weight element is
             // still read once, and each block's partial sums are added up in `partial`.
             let blocked = C > smallMatmulColumnBlock
+            // Groups of four inputs; each prefetches its share of the next three rows' block.
+            let groups = (N + 3) / 4
             let R = r.count
             withUnsafeTemporaryAllocation(of: Float.self, capacity: blocked ? R * N : 0) { buffer in
                 let partial = blocked ? buffer.baseAddress : nil
@@ -251,9 +253,6 @@ extension CPUBackend {
                     while o < r.upperBound {
                         let rows = r.upperBound - o >= 3 ? 3 : 1
                         let w = weight + o * C + k0
-                        // The next three rows' share of this block that each group of four inputs
-                        // prefetches: the groups split the block's columns between them.
-                        let groups = (N + 3) / 4
                         var n = 0
                         while n < N {
                             let x0 = input + n * C + k0
