@@ -198,6 +198,19 @@ public protocol Backend: AnyObject, Sendable {
     func matmulInt8Forward(out: FloatBuffer, input: FloatBuffer, weight: Int8Buffer, scales: FloatBuffer,
                            bias: FloatBuffer?, N: Int, C: Int, OC: Int)
 
+    /// Whether the backend has a faster small-batch layout for fp32 weights: `panelFloats`,
+    /// `packPanels` and `matmulPanelForward`. An inference model that decodes several sequences
+    /// at once keeps a packed copy of each matrix when this is true.
+    var supportsPanelWeights: Bool { get }
+    /// Floats the packed copy of a (rows, C) matrix takes.
+    func panelFloats(rows: Int, C: Int) -> Int
+    /// Packs a (rows, C) matrix into `panels` (`panelFloats(rows:C:)` floats).
+    func packPanels(weight: FloatBuffer, into panels: FloatBuffer, rows: Int, C: Int)
+    /// matmulForward for a decode step: `panels` is `weight` packed by `packPanels`; the backend
+    /// uses whichever of the two suits N.
+    func matmulPanelForward(out: FloatBuffer, input: FloatBuffer, weight: FloatBuffer, panels: FloatBuffer,
+                            bias: FloatBuffer?, N: Int, C: Int, OC: Int)
+
     // MARK: Optimiser
 
     /// Σ x² over the buffer, in double precision, in a fixed order.
@@ -214,6 +227,20 @@ public protocol Backend: AnyObject, Sendable {
 
     /// Waits until queued work has finished (no-op on the CPU).
     func synchronize()
+}
+
+/// A backend without a packed small-batch layout says so; callers check `supportsPanelWeights`,
+/// and the matrix product falls back to the plain one.
+extension Backend {
+    public var supportsPanelWeights: Bool { false }
+    public func panelFloats(rows: Int, C: Int) -> Int { rows * C }
+    public func packPanels(weight: FloatBuffer, into panels: FloatBuffer, rows: Int, C: Int) {
+        copy(from: weight, to: panels)
+    }
+    public func matmulPanelForward(out: FloatBuffer, input: FloatBuffer, weight: FloatBuffer, panels: FloatBuffer,
+                                   bias: FloatBuffer?, N: Int, C: Int, OC: Int) {
+        matmulForward(out: out, input: input, weight: weight, bias: bias, N: N, C: C, OC: OC)
+    }
 }
 
 /// A backend without a half-precision KV cache says so; callers check `supportsHalfPrecisionCache`

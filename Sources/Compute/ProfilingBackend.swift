@@ -172,6 +172,17 @@ public final class ProfilingBackend: Backend, @unchecked Sendable {
                                 capacity: capacity, headSize: headSize)
         }
     }
+    public var supportsPanelWeights: Bool { inner.supportsPanelWeights }
+    public func panelFloats(rows: Int, C: Int) -> Int { inner.panelFloats(rows: rows, C: C) }
+    public func packPanels(weight: FloatBuffer, into panels: FloatBuffer, rows: Int, C: Int) {
+        time("pack panels") { inner.packPanels(weight: weight, into: panels, rows: rows, C: C) }
+    }
+    public func matmulPanelForward(out: FloatBuffer, input: FloatBuffer, weight: FloatBuffer, panels: FloatBuffer,
+                                   bias: FloatBuffer?, N: Int, C: Int, OC: Int) {
+        time("matmul fwd") {
+            inner.matmulPanelForward(out: out, input: input, weight: weight, panels: panels, bias: bias, N: N, C: C, OC: OC)
+        }
+    }
     public func allocateInt8(_ count: Int) throws -> Int8Buffer { try inner.allocateInt8(count) }
     public func deallocateInt8(_ buffer: Int8Buffer) { inner.deallocateInt8(buffer) }
     public func quantizeRows(weight: FloatBuffer, into q: Int8Buffer, scales: FloatBuffer, rows: Int, C: Int) {

@@ -108,6 +108,9 @@ public final class InferenceModel: @unchecked Sendable {
     private var quantized: [Int: (q: Int8Buffer, scales: FloatBuffer)] = [:]
     private var quantizedStorage: Int8Buffer?
     private var scaleStorage: FloatBuffer?
+    /// fp32 matrices packed for decoding several sequences at once (see `Backend.packPanels`).
+    private var panels: [Int: FloatBuffer] = [:]
+    private var panelStorage: FloatBuffer?
     private var headScratch: Arena?
     /// Logits handed to the caller, and the padded rows they are cut from (reused between steps).
     private var hostLogits: [Float] = []
@@ -121,8 +124,12 @@ public final class InferenceModel: @unchecked Sendable {
     ///   - capacity: positions per slot (default and maximum: the model's context length).
     ///   - rowsPerPass: new tokens per forward pass (prompt chunk size).
     ///   - kvCache: fp32, or f16 (half the cache memory and reads; the backend must support it).
+    ///   - packedDecode: with fp32 weights and more than one slot, keep a second copy of every
+    ///     matrix in the backend's small-batch layout when it has one (faster decoding of several
+    ///     sequences at once, for one more copy of the matrices in memory). The copy is taken
+    ///     here: later changes to the model's weights do not reach it.
     public init(model: GPT, slots: Int = 1, capacity: Int? = nil, rowsPerPass: Int = 256,
-                weightFormat: WeightFormat = .float32, kvCache: KVCacheFormat = .f32) throws {
+                weightFormat: WeightFormat = .float32, kvCache: KVCacheFormat = .f32, packedDecode: Bool = true) throws {
         let config = model.config
         let T = config.contextLength
         let capacity = capacity ?? T
@@ -164,6 +171,7 @@ public final class InferenceModel: @unchecked Sendable {
         positions = try backend.allocateTokens(R)
         self.slots = try backend.allocateTokens(max(R, slots))
         if weightFormat == .int8 { try quantize() }
+        if weightFormat == .float32 && slots > 1 && packedDecode && backend.supportsPanelWeights { try packPanels() }
     }
 
     deinit {
@@ -173,6 +181,7 @@ public final class InferenceModel: @unchecked Sendable {
         backend.deallocateTokens(slots)
         if let quantizedStorage { backend.deallocateInt8(quantizedStorage) }
         if let scaleStorage { backend.deallocate(scaleStorage) }
+        if let panelStorage { backend.deallocate(panelStorage) }
     }
 
     /// Indices (in the parameter table) of the matrices that int8 mode replaces, with their shapes.
@@ -204,6 +213,21 @@ public final class InferenceModel: @unchecked Sendable {
         }
     }
 
+    private func packPanels() throws {
+        let entries = matrixEntries
+        let total = entries.reduce(0) { $0 + backend.panelFloats(rows: $1.rows, C: $1.cols) }
+        let storage = try backend.allocate(total)
+        panelStorage = storage
+        var offset = 0
+        for e in entries {
+            let count = backend.panelFloats(rows: e.rows, C: e.cols)
+            let buffer = storage.slice(offset, count)
+            backend.packPanels(weight: model.parameters[e.index], into: buffer, rows: e.rows, C: e.cols)
+            panels[e.index] = buffer
+            offset += count
+        }
+    }
+
     /// Bytes of weights one decode step reads (every matrix once, plus biases and norms), for
     /// bandwidth accounting.
     public var weightBytesPerStep: Int {
@@ -222,6 +246,9 @@ public final class InferenceModel: @unchecked Sendable {
         if let (q, scales) = quantized[index] {
             backend.matmulInt8Forward(out: out, input: input, weight: q, scales: scales, bias: bias.map { par[$0] },
                                       N: N, C: C, OC: OC)
+        } else if let packed = panels[index] {
+            backend.matmulPanelForward(out: out, input: input, weight: par[index], panels: packed, bias: bias.map { par[$0] },
+                                       N: N, C: C, OC: OC)
         } else {
             backend.matmulForward(out: out, input: input, weight: par[index], bias: bias.map { par[$0] }, N: N, C: C, OC: OC)
         }

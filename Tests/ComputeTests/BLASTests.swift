@@ -129,6 +129,36 @@ final class MatmulReferenceTests: XCTestCase {
             }
         }
     }
+
+    /// The packed decode layout (24-channel panels, columns in blocks of 256): every input count,
+    /// channel counts with a partial last panel, column counts below, at and across the block size,
+    /// with and without bias — against a double-precision reference. N = 1 and N > 8 take the plain
+    /// product, so they are checked too.
+    func testPanelProductsMatchReference() throws {
+        let h = Host()
+        XCTAssertTrue(h.backend.supportsPanelWeights)
+        for N in [1, 2, 3, 4, 5, 7, 8, 9] {
+            for (C, OC) in [(8, 1), (13, 23), (24, 24), (255, 25), (256, 48), (257, 67), (600, 130), (1037, 50)] {
+                let x = randomArray(N * C, seed: UInt64(N * 100 + C)), w = randomArray(OC * C, seed: UInt64(OC))
+                let b = randomArray(OC, seed: 9)
+                let packed = h.zeros(h.backend.panelFloats(rows: OC, C: C))
+                h.backend.packPanels(weight: h.buffer(w), into: packed, rows: OC, C: C)
+                for withBias in [true, false] {
+                    let out = h.buffer([Float](repeating: .nan, count: N * OC))
+                    h.backend.matmulPanelForward(out: out, input: h.buffer(x), weight: h.buffer(w), panels: packed,
+                                                 bias: withBias ? h.buffer(b) : nil, N: N, C: C, OC: OC)
+                    let got = h.read(out)
+                    for n in 0..<N {
+                        for o in 0..<OC {
+                            var e: Double = withBias ? Double(b[o]) : 0
+                            for c in 0..<C { e += Double(x[n * C + c]) * Double(w[o * C + c]) }
+                            XCTAssertEqual(Double(got[n * OC + o]), e, accuracy: 1e-4, "N \(N) C \(C) OC \(OC) bias \(withBias) [\(n),\(o)]")
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 final class VectorScanTests: XCTestCase {

@@ -117,6 +117,31 @@ final class EngineTests: XCTestCase {
         XCTAssertEqual(got.map(\.ids), expected)
     }
 
+    func testPackedDecodeMatchesTheRowLayout() throws {
+        // Several slots keep a packed copy of the matrices for decoding; its logits must equal the
+        // row-layout kernels' up to float rounding, at every batch size the engine decodes.
+        let model = try makeModel()
+        let packed = try InferenceModel(model: model, slots: 8, rowsPerPass: 16)
+        let plain = try InferenceModel(model: model, slots: 8, rowsPerPass: 16, packedDecode: false)
+        var prompts: [[Int32]] = []
+        for s in 0..<8 {
+            var p: [Int32] = []
+            for i in 0..<(3 + s) { p.append(Int32((i * 7 + s * 5) % 60 + 1)) }
+            prompts.append(p)
+        }
+        for (slot, p) in prompts.enumerated() {
+            let input = [SequenceInput(slot: slot, tokens: p, start: 0)]
+            let a = try packed.forward(input), b = try plain.forward(input)
+            for i in a.indices { XCTAssertEqual(a[i], b[i], accuracy: 1e-4 * max(1, abs(b[i]))) }
+        }
+        for active in [2, 3, 5, 8] {
+            let step = (0..<active).map { SequenceInput(slot: $0, tokens: [Int32(10 + $0)], start: prompts[$0].count) }
+            let a = try packed.forward(step), b = try plain.forward(step)
+            XCTAssertEqual(a.count, b.count)
+            for i in a.indices { XCTAssertEqual(a[i], b[i], accuracy: 1e-4 * max(1, abs(b[i])), "\(active) sequences, logit \(i)") }
+        }
+    }
+
     func testSeededSamplingIsReproducibleAndSamplesDiffer() throws {
         let model = try makeModel()
         let engine = Engine(model: try InferenceModel(model: model, slots: 4))
