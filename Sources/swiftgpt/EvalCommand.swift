@@ -34,6 +34,7 @@ struct EvalCommand: AsyncParsableCommand {
     @Option(help: "perplexity, sentiment, translation or preference.") var task: String = "perplexity"
     @Option(help: "Evaluation data (see the task).") var data: String
     @Option(help: "Weights: none (fp32) or int8.") var quantize: String = "none"
+    @Option(help: "perplexity: KV cache precision, f32 or f16 (measures what an f16 cache costs).") var kvCache: String = "f32"
     @Option(help: "Score at most this many tokens (preference, sentiment, translation: examples) (0: all).") var maxTokens: Int = 0
     @Option(help: "sentiment: the label words, in label-index order.") var labels: String = "negative,positive"
     @Option(help: "Examples scored or translated together.") var batchSize: Int = 32
@@ -171,7 +172,8 @@ struct EvalCommand: AsyncParsableCommand {
         }
         if maxTokens > 0 && ids.count > maxTokens + 1 { ids = Array(ids.prefix(maxTokens + 1)) }
         guard ids.count >= 2 else { throw ValidationError("\(data) has fewer than 2 tokens; nothing to score") }
-        let inference = try InferenceModel(model: loaded.model, slots: 1, rowsPerPass: 128, weightFormat: format)
+        let inference = try InferenceModel(model: loaded.model, slots: 1, rowsPerPass: 128, weightFormat: format,
+                                           kvCache: try parseKVCache(kvCache))
         let t0 = MonotonicClock.now()
         let (nll, count) = try inference.negativeLogLikelihood(ids)
         let seconds = MonotonicClock.now() - t0
@@ -186,15 +188,16 @@ struct EvalCommand: AsyncParsableCommand {
             let tokens: Int
             let bytes: Int
             let quantize: String
+            let kv_cache: String
             let seconds: Double
         }
         let out = Output(loss: loss, perplexity: exp(loss), bits_per_byte: nll / log(2) / Double(max(1, scoredBytes)),
-                         tokens: count, bytes: scoredBytes, quantize: quantize, seconds: seconds)
+                         tokens: count, bytes: scoredBytes, quantize: quantize, kv_cache: kvCache, seconds: seconds)
         if json {
             print(try jsonLine(out))
         } else {
             print("\(loaded.directory): loss \(fmt(loss, 4)) nats/token, perplexity \(fmt(exp(loss), 3)), "
-                  + "\(fmt(out.bits_per_byte, 4)) bits/byte over \(count) tokens (\(quantize == "int8" ? "int8" : "fp32"), \(fmt(seconds)) s)")
+                  + "\(fmt(out.bits_per_byte, 4)) bits/byte over \(count) tokens (\(quantize == "int8" ? "int8" : "fp32"), \(kvCache) KV cache, \(fmt(seconds)) s)")
         }
     }
 }
