@@ -20,6 +20,8 @@ struct BenchMatmulCommand: AsyncParsableCommand {
         from memory, as generation does.
         """) var rows: Int?
     @Option(help: "Output channels of the decode-shaped product (with --rows).") var outputs: Int = 3072
+    @Option(help: "With --rows: the weight layout, rows (as stored) or panels (the packed copy several-sequence decoding uses).")
+    var layout: String = "rows"
     @Flag(help: "With --rows: one weight copy, read from cache after the first run (arithmetic alone, no memory stream).")
     var inCache = false
     @Flag(help: "Print one JSON object on the last line.") var json = false
@@ -31,12 +33,13 @@ struct BenchMatmulCommand: AsyncParsableCommand {
             guard (1...32).contains(rows), outputs > 0, outputs <= 65536 else {
                 throw ValidationError("--rows must be in 1...32 and --outputs in 1...65536")
             }
+            guard layout == "rows" || layout == "panels" else { throw ValidationError("--layout must be rows or panels, got '\(layout)'") }
             let r = try MatmulBenchmark.runDecodeShaped(rows: rows, channels: size, outputs: outputs, repeats: repeats,
-                                                         inCache: inCache)
+                                                         inCache: inCache, panels: layout == "panels")
             if json {
                 print(try jsonLine(r))
             } else {
-                print("\(rows) rows × (\(outputs)×\(size)) weights from \(inCache ? "cache" : "memory"): \(fmt(r.gflops)) GFLOP/s, "
+                print("\(rows) rows × (\(outputs)×\(size)) weights (\(layout)) from \(inCache ? "cache" : "memory"): \(fmt(r.gflops)) GFLOP/s, "
                       + "weights streamed at \(fmt(r.gbPerSec)) GB/s (\(fmt(r.microseconds, 1)) µs per product)")
             }
             return
@@ -81,12 +84,13 @@ struct DecodeMatmulResult: Codable {
     var rows: Int
     var channels: Int
     var outputs: Int
+    var layout: String
     var gflops: Double
     var gbPerSec: Double
     var microseconds: Double
 
     enum CodingKeys: String, CodingKey {
-        case rows, channels, outputs, gflops, microseconds
+        case rows, channels, outputs, layout, gflops, microseconds
         case gbPerSec = "gb_per_sec"
     }
 }
@@ -106,7 +110,8 @@ enum MatmulBenchmark {
 
     /// `rows` inputs against (outputs, channels) weights that are not in cache: the products of one
     /// decoding step. Enough weight copies to exceed the last-level cache are used in turn.
-    static func runDecodeShaped(rows: Int, channels: Int, outputs: Int, repeats: Int, inCache: Bool) throws -> DecodeMatmulResult {
+    static func runDecodeShaped(rows: Int, channels: Int, outputs: Int, repeats: Int, inCache: Bool,
+                                panels: Bool = false) throws -> DecodeMatmulResult {
         let backend = CPUBackend()
         let perCopy = channels * outputs
         let copies = inCache ? 1 : max(2, (128 << 20) / perCopy)
@@ -116,13 +121,28 @@ enum MatmulBenchmark {
         var rng = SeededRandom(seed: 1)
         for i in 0..<w.count { w.pointer[i] = rng.nextUniform() - 0.5 }
         for i in 0..<x.count { x.pointer[i] = rng.nextUniform() - 0.5 }
+        let perPacked = backend.panelFloats(rows: outputs, C: channels)
+        let packed = panels ? try backend.allocate(perPacked * copies) : nil
+        defer { if let packed { backend.deallocate(packed) } }
+        if let packed {
+            for c in 0..<copies {
+                backend.packPanels(weight: w.slice(c * perCopy, perCopy), into: packed.slice(c * perPacked, perPacked),
+                                   rows: outputs, C: channels)
+            }
+        }
         let t = medianSeconds(repeats: repeats) {
             for c in 0..<copies {
-                backend.matmulForward(out: y, input: x, weight: w.slice(c * perCopy, perCopy), bias: nil,
-                                      N: rows, C: channels, OC: outputs)
+                if let packed {
+                    backend.matmulPanelForward(out: y, input: x, weight: w.slice(c * perCopy, perCopy),
+                                               panels: packed.slice(c * perPacked, perPacked), bias: nil,
+                                               N: rows, C: channels, OC: outputs)
+                } else {
+                    backend.matmulForward(out: y, input: x, weight: w.slice(c * perCopy, perCopy), bias: nil,
+                                          N: rows, C: channels, OC: outputs)
+                }
             }
         } / Double(copies)
-        return DecodeMatmulResult(rows: rows, channels: channels, outputs: outputs,
+        return DecodeMatmulResult(rows: rows, channels: channels, outputs: outputs, layout: panels ? "panels" : "rows",
                                   gflops: 2 * Double(rows * perCopy) / t / 1e9,
                                   gbPerSec: Double(perCopy * 4) / t / 1e9, microseconds: t * 1e6)
     }
