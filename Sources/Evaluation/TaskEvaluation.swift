@@ -57,7 +57,9 @@ public enum SentimentEvaluation {
         let K = replies.count, longest = replies.map(\.count).max()!
         let capacity = model.config.contextLength
         let batch = max(1, min(batchSize, examples.count))
-        let inference = try InferenceModel(model: model, slots: batch * K, capacity: capacity, rowsPerPass: 256, weightFormat: weightFormat)
+        // Scoring prefills whole texts and never decodes, so no packed decode copy.
+        let inference = try InferenceModel(model: model, slots: batch * K, capacity: capacity, rowsPerPass: 256, weightFormat: weightFormat,
+                                           packedDecode: false)
         let start = MonotonicClock.now()
         var scores: [[Double]] = [], predictions: [Int] = [], truncated = 0
         let inputs = (calibrate ? [SentimentExample(text: "", label: 0, line: 0)] : []) + examples
