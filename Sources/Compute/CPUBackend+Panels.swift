@@ -5,6 +5,10 @@ let panelWidth = 24
 /// Columns (of C) one panel pass covers before moving to the next group of inputs.
 let panelColumnBlock = 256
 
+/// Panels of a matrix with `rows` output channels.
+@inline(__always)
+func decodePanelCount(_ rows: Int) -> Int { (rows + panelWidth - 1) / panelWidth }
+
 /// The packed layout for decoding several sequences at once. A (OC, C) weight matrix is stored as
 /// ⌈OC/24⌉ panels; panel p holds output channels 24p..<24p+24 column by column (k-major: the 24
 /// weights of column k are contiguous, the last panel zero-padded). A decode step with N inputs
@@ -20,10 +24,10 @@ let panelColumnBlock = 256
 extension CPUBackend {
     public var supportsPanelWeights: Bool { true }
 
-    public func panelFloats(rows: Int, C: Int) -> Int { (rows + panelWidth - 1) / panelWidth * panelWidth * C }
+    public func panelFloats(rows: Int, C: Int) -> Int { decodePanelCount(rows) * panelWidth * C }
 
     public func packPanels(weight: FloatBuffer, into panels: FloatBuffer, rows OC: Int, C: Int) {
-        let count = (OC + panelWidth - 1) / panelWidth
+        let count = decodePanelCount(OC)
         Parallel.forEachRange(count, chunks: min(count, 64), (weight.pointer, panels.pointer, OC, C)) { ctx, range in
             let (w, out, OC, C) = ctx
             for p in range {
@@ -55,7 +59,7 @@ extension CPUBackend {
     /// share of the next block, so the DRAM requests are spread over the whole block.
     func panelMatmul(out: UnsafeMutablePointer<Float>, input: UnsafePointer<Float>, panels: UnsafePointer<Float>,
                      bias: UnsafePointer<Float>?, N: Int, C: Int, OC: Int) {
-        let count = (OC + panelWidth - 1) / panelWidth
+        let count = decodePanelCount(OC)
         let chunks = max(1, min(64, count / 2))
         Parallel.forEachRange(count, chunks: chunks, (out, input, panels, bias, N, C, OC)) { ctx, range in
             let (out, input, panels, bias, N, C, OC) = ctx
@@ -127,22 +131,12 @@ func panelTile4Inputs(_ w: UnsafePointer<Float>, count K: Int, _ x0: UnsafePoint
     }
     var k = 0
     var ahead = prefetch
-    if groups == 1 {
-        while k + 4 <= K {
-            for line in 0..<6 { sgpt_prefetch_l2(ahead + 16 * line) }
-            ahead += 96
-            step(k); step(k + 1); step(k + 2); step(k + 3)
-            k += 4
-        }
-    } else {
-        while k + 4 <= K {
-            sgpt_prefetch_l2(ahead)
-            sgpt_prefetch_l2(ahead + 16)
-            sgpt_prefetch_l2(ahead + 32)
-            ahead += 48
-            step(k); step(k + 1); step(k + 2); step(k + 3)
-            k += 4
-        }
+    let lines = 6 / groups
+    while k + 4 <= K {
+        for line in 0..<lines { sgpt_prefetch_l2(ahead + 16 * line) }
+        ahead += 16 * lines
+        step(k); step(k + 1); step(k + 2); step(k + 3)
+        k += 4
     }
     while k < K { step(k); k += 1 }
     store8(a0, tile); store8(b0, tile + 8); store8(c0, tile + 16)
