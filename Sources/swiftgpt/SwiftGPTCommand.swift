@@ -29,6 +29,6 @@ struct SwiftGPTCommand: AsyncParsableCommand {
         commandName: "swiftgpt",
         abstract: "Train your own GPT from raw text and talk to it — all in Swift.",
         version: "0.1.0",
-        subcommands: [TokenizerCommand.self, PrepareCommand.self, TrainCommand.self, QuickstartCommand.self, GenerateCommand.self, ChatCommand.self, SFTCommand.self, DPOCommand.self, EvalCommand.self, ServeCommand.self, ConvertCommand.self, BenchCommand.self]
+        subcommands: [TokenizerCommand.self, PrepareCommand.self, TrainCommand.self, QuickstartCommand.self, GenerateCommand.self, ChatCommand.self, SFTCommand.self, DPOCommand.self, EvalCommand.self, ServeCommand.self, ConvertCommand.self, MergeCommand.self, BenchCommand.self]
     )
 }
