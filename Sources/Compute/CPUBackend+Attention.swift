@@ -162,50 +162,77 @@ extension CPUBackend {
     }
 }
 
-/// Softmax over row[0..<valid] in place; row[valid..<total] set to 0. Returns the log-sum-exp.
+/// Lanes j..<j+8 of a row that lie below `valid`.
 @inline(__always)
-func softmaxRowInPlace(_ row: UnsafeMutablePointer<Float>, valid: Int, total: Int) -> Float {
+func laneMask(_ j: Int, valid: Int) -> SIMDMask<SIMD8<Int32>> {
+    SIMD8<Int32>(0, 1, 2, 3, 4, 5, 6, 7) .< SIMD8<Int32>(repeating: Int32(truncatingIfNeeded: valid - j))
+}
+
+/// Softmax over row[0..<valid] in place; row[valid..<total] set to 0. Returns the log-sum-exp.
+/// With `capacity` ≥ valid rounded up to 8 (floats the row may hold), the last partial vector is
+/// done as one masked vector (its lanes past `valid` become 0) instead of one element at a time.
+@inline(__always)
+func softmaxRowInPlace(_ row: UnsafeMutablePointer<Float>, valid: Int, total: Int, capacity: Int = 0) -> Float {
+    let masked = capacity >= (valid + 7) & ~7
+    let body = masked ? valid & ~7 : valid
     var mx8 = Float8(repeating: -.greatestFiniteMagnitude)
     var j = 0
-    while j + 8 <= valid { let v = load8(row + j); mx8 = mx8.replacing(with: v, where: v .> mx8); j += 8 }
-    var mx = mx8.max()
-    while j < valid { mx = max(mx, row[j]); j += 1 }
+    while j + 8 <= body { let v = load8(row + j); mx8 = mx8.replacing(with: v, where: v .> mx8); j += 8 }
+    if masked && j < valid {
+        let v = load8(row + j).replacing(with: -.greatestFiniteMagnitude, where: .!laneMask(j, valid: valid))
+        mx8 = mx8.replacing(with: v, where: v .> mx8)
+    }
+    var mx = horizontalMax(mx8)
+    while j < body { mx = max(mx, row[j]); j += 1 }
     var s8 = Float8()
     j = 0
-    while j + 8 <= valid { let e = exp8(load8(row + j) - mx); store8(e, row + j); s8 += e; j += 8 }
+    while j + 8 <= body { let e = exp8(load8(row + j) - mx); store8(e, row + j); s8 += e; j += 8 }
+    if masked && j < valid {
+        let e = exp8(load8(row + j) - mx).replacing(with: 0, where: .!laneMask(j, valid: valid))
+        store8(e, row + j); s8 += e
+    }
     var sum = s8.sum()
-    while j < valid { let e = expScalar(row[j] - mx); row[j] = e; sum += e; j += 1 }
+    while j < body { let e = expScalar(row[j] - mx); row[j] = e; sum += e; j += 1 }
     let inv = 1 / sum
     j = 0
     while j + 8 <= valid { store8(load8(row + j) * inv, row + j); j += 8 }
+    if masked && j < valid { store8(load8(row + j) * inv, row + j); j += 8 }
     while j < valid { row[j] *= inv; j += 1 }
-    for z in valid..<max(valid, total) { row[z] = 0 }
+    for z in j..<max(j, total) { row[z] = 0 }
     return mx + logf(sum)
 }
 
-/// row[j] = exp(row[j] - lse) for j < valid, 0 for valid ≤ j < total.
+/// row[j] = exp(row[j] - lse) for j < valid, 0 for valid ≤ j < total (`capacity` as in
+/// `softmaxRowInPlace`).
 @inline(__always)
-func probabilitiesFromLSE(_ row: UnsafeMutablePointer<Float>, valid: Int, total: Int, lse: Float) {
+func probabilitiesFromLSE(_ row: UnsafeMutablePointer<Float>, valid: Int, total: Int, lse: Float, capacity: Int = 0) {
     var j = 0
     while j + 8 <= valid { store8(exp8(load8(row + j) - lse), row + j); j += 8 }
+    if capacity >= (valid + 7) & ~7 && j < valid {
+        store8(exp8(load8(row + j) - lse).replacing(with: 0, where: .!laneMask(j, valid: valid)), row + j)
+        j += 8
+    }
     while j < valid { row[j] = expScalar(row[j] - lse); j += 1 }
-    for z in valid..<max(valid, total) { row[z] = 0 }
+    for z in j..<max(j, total) { row[z] = 0 }
 }
 
 /// Given dP (gradient w.r.t. probabilities) and P, overwrites dP with the gradient w.r.t. the
-/// scores: dS_j = P_j (dP_j - Σ_k P_k dP_k). Entries past `valid` become 0.
+/// scores: dS_j = P_j (dP_j - Σ_k P_k dP_k). Entries past `valid` become 0 (up to `total`; with
+/// `capacity` as in `softmaxRowInPlace`, the last partial vector is done masked, and P must be
+/// 0 past `valid` in it).
 @inline(__always)
 func softmaxBackwardRowInPlace(_ dp: UnsafeMutablePointer<Float>, probabilities p: UnsafeMutablePointer<Float>,
-                               valid: Int, total: Int) {
+                               valid: Int, total: Int, capacity: Int = 0) {
+    let end = capacity >= (valid + 7) & ~7 ? (valid + 7) & ~7 : valid & ~7
     var a = Float8()
     var j = 0
-    while j + 8 <= valid { a += load8(p + j) * load8(dp + j); j += 8 }
+    while j + 8 <= end { a += load8(p + j) * load8(dp + j); j += 8 }
     var dot = a.sum()
     while j < valid { dot += p[j] * dp[j]; j += 1 }
     j = 0
-    while j + 8 <= valid { store8(load8(p + j) * (load8(dp + j) - dot), dp + j); j += 8 }
+    while j + 8 <= end { store8(load8(p + j) * (load8(dp + j) - dot), dp + j); j += 8 }
     while j < valid { dp[j] = p[j] * (dp[j] - dot); j += 1 }
-    for z in valid..<max(valid, total) { dp[z] = 0 }
+    for z in j..<max(j, total) { dp[z] = 0 }
 }
 
 @inline(__always)

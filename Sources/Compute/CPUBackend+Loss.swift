@@ -20,7 +20,7 @@ extension CPUBackend {
                 var mx8 = Float8(repeating: -.greatestFiniteMagnitude)
                 var j = 0
                 while j + 8 <= V { let v = load8(row + j); mx8 = mx8.replacing(with: v, where: v .> mx8); j += 8 }
-                var mx = mx8.max()
+                var mx = horizontalMax(mx8)
                 while j < V { mx = max(mx, row[j]); j += 1 }
                 var s8 = Float8()
                 j = 0

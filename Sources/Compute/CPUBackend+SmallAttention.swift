@@ -47,7 +47,7 @@ extension CPUBackend {
                                 b: UnsafePointer(KT), ldb: Tp, c: S, ldc: Tp, accumulate: false)
                     for r in 0..<m {
                         let i = i0 + r, row = S + r * Tp
-                        L[i] = softmaxRowInPlace(row, valid: i + 1, total: keys)
+                        L[i] = softmaxRowInPlace(row, valid: i + 1, total: keys, capacity: Tp)
                         if let drop { applyAttentionDropout(row, count: i + 1, drop: drop, rowIndex: task * T + i, T: T) }
                     }
                     // O[i0..<i0+m] = P · V[0..<keys]
@@ -102,14 +102,14 @@ extension CPUBackend {
                                     b: UnsafePointer(VT), ldb: Tp, c: dS + i0 * Tp, ldc: Tp, accumulate: false)
                         for r in 0..<m {
                             let i = i0 + r, p = P + i * Tp, dp = dS + i * Tp
-                            probabilitiesFromLSE(p, valid: i + 1, total: Tp, lse: L[i])
+                            probabilitiesFromLSE(p, valid: i + 1, total: Tp, lse: L[i], capacity: Tp)
                             if let drop {
                                 let pd = Pd + i * Tp
                                 pd.update(from: p, count: Tp)
                                 applyAttentionDropout(pd, count: i + 1, drop: drop, rowIndex: task * T + i, T: T)
                                 applyAttentionDropout(dp, count: i + 1, drop: drop, rowIndex: task * T + i, T: T)
                             }
-                            softmaxBackwardRowInPlace(dp, probabilities: p, valid: i + 1, total: Tp)
+                            softmaxBackwardRowInPlace(dp, probabilities: p, valid: i + 1, total: Tp, capacity: Tp)
                         }
                         // dQ[i0..<i0+m] += scale · dS · K[0..<i0+m]
                         tileProduct(m: m, n: hs, k: i0 + m, alpha: scale, a: UnsafePointer(dS + i0 * Tp), rowStride: Tp,

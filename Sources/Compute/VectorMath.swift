@@ -65,14 +65,18 @@ public func tanh8(_ x: Float8) -> Float8 {
 func horizontalSum(_ v: Float8) -> Float { v.sum() }
 
 @inline(__always)
-func horizontalMax(_ v: Float8) -> Float { v.max() }
+func horizontalMax(_ v: Float8) -> Float {
+    // Written out in halves: the generic SIMD `max()` is an out-of-line call in the hot loops.
+    let a = pointwiseMax(v.lowHalf, v.highHalf), b = pointwiseMax(a.lowHalf, a.highHalf)
+    return max(b[0], b[1])
+}
 
 /// The largest of `count` (> 0) floats and the smallest index holding it (NaN-free input).
 public func firstArgmax(_ x: UnsafePointer<Float>, _ count: Int) -> (index: Int, value: Float) {
     var best = Float8(repeating: -.infinity)
     var i = 0
     while i + 8 <= count { let v = load8(x + i); best = best.replacing(with: v, where: v .> best); i += 8 }
-    var mx = best.max()
+    var mx = horizontalMax(best)
     while i < count { mx = max(mx, x[i]); i += 1 }
     for j in 0..<count where x[j] == mx { return (j, mx) }
     return (0, x[0])
