@@ -116,6 +116,10 @@ public protocol Backend: AnyObject, Sendable {
     /// (first layer needs none).
     func matmulBackward(dinput: FloatBuffer?, dweight: FloatBuffer, dbias: FloatBuffer?, dout: FloatBuffer,
                         input: FloatBuffer, weight: FloatBuffer, N: Int, C: Int, OC: Int)
+    /// As matmulBackward, but dinput = dout · weight is overwritten, not added to (the caller
+    /// need not zero it first). Default: zero, then matmulBackward.
+    func matmulBackwardOverwritingInput(dinput: FloatBuffer, dweight: FloatBuffer, dbias: FloatBuffer?, dout: FloatBuffer,
+                                        input: FloatBuffer, weight: FloatBuffer, N: Int, C: Int, OC: Int)
 
     /// Causal multi-head self-attention. qkv is (B, T, C + 2·KVH·hs) with Q (NH heads), K and V
     /// (KVH heads each; query head h uses key/value head h / (NH/KVH)) side by side; out is
@@ -132,13 +136,17 @@ public protocol Backend: AnyObject, Sendable {
 
     /// The MLP's first layer and its activation in one call: preactivation (N, OC) = input · weightᵀ
     /// + bias, activated (N, OC) = GELU(preactivation). A backend may apply GELU to each block of
-    /// rows while the block is still in cache. Default: matmulForward, then geluForward.
+    /// rows while the block is still in cache, and may leave in `preactivation`, instead of the
+    /// product, what its own matmulGELUBackward needs from it (the CPU backend keeps GELU'(x) there,
+    /// so its backward does no exp or division); callers only hand the buffer back to that backward.
+    /// Default: matmulForward, then geluForward (the product stays).
     func matmulGELUForward(preactivation: FloatBuffer, activated: FloatBuffer, input: FloatBuffer, weight: FloatBuffer,
                            bias: FloatBuffer?, N: Int, C: Int, OC: Int)
     /// The backward of a layer whose input is GELU(preactivation) (the MLP's second layer), through
-    /// the activation: dpreactivation = GELU'(preactivation) ⊙ (dout · weight), overwritten (not
+    /// the activation: dpreactivation = GELU'(x) ⊙ (dout · weight), overwritten (not
     /// added to); dweight += doutᵀ · activated, dbias += Σ_rows dout. `dactivated` (N, C) is
-    /// scratch; its contents afterwards are unspecified. Default: matmulBackward into the zeroed
+    /// scratch; its contents afterwards are unspecified. `preactivation` is what matmulGELUForward
+    /// of the same backend left in it for x = input · weightᵀ + bias. Default: matmulBackward into the zeroed
     /// scratch, then geluBackward into the zeroed dpreactivation.
     func matmulGELUBackward(dpreactivation: FloatBuffer, dactivated: FloatBuffer, dweight: FloatBuffer, dbias: FloatBuffer?,
                             dout: FloatBuffer, preactivation: FloatBuffer, activated: FloatBuffer, weight: FloatBuffer,
@@ -279,6 +287,12 @@ extension Backend {
                                   bias: FloatBuffer?, N: Int, C: Int, OC: Int) {
         matmulForward(out: preactivation, input: input, weight: weight, bias: bias, N: N, C: C, OC: OC)
         geluForward(out: activated, input: preactivation, count: N * OC)
+    }
+
+    public func matmulBackwardOverwritingInput(dinput: FloatBuffer, dweight: FloatBuffer, dbias: FloatBuffer?, dout: FloatBuffer,
+                                               input: FloatBuffer, weight: FloatBuffer, N: Int, C: Int, OC: Int) {
+        zero(dinput)
+        matmulBackward(dinput: dinput, dweight: dweight, dbias: dbias, dout: dout, input: input, weight: weight, N: N, C: C, OC: OC)
     }
 
     public func matmulGELUBackward(dpreactivation: FloatBuffer, dactivated: FloatBuffer, dweight: FloatBuffer,

@@ -53,7 +53,11 @@ extension CPUBackend {
                                   bias: FloatBuffer?, N: Int, C: Int, OC: Int) {
         guard N > blockedMatmulMaxRows else {
             matmulForward(out: preactivation, input: input, weight: weight, bias: bias, N: N, C: C, OC: OC)
-            geluForward(out: activated, input: preactivation, count: N * OC)
+            let count = N * OC
+            Parallel.forEachRange(count, chunks: Parallel.chunkCount(count, minItemsPerChunk: 1 << 15),
+                                  (activated.pointer, preactivation.pointer)) { c, r in
+                geluKeepingDerivativeRange(out: c.0, input: c.1, r)
+            }
             return
         }
         rowChunkedMatmulForward(out: preactivation.pointer, activated: activated.pointer, input: input.pointer,
@@ -83,7 +87,7 @@ extension CPUBackend {
                 let r0 = chunk * rows, r1 = min(N, r0 + rows)
                 tileProduct(a: inp, rowStride: C, kStride: 1, rows: r0..<r1, k: C, packedB: packed, n: OC,
                             output: output, c: out, ldc: OC)
-                if let activated { geluRange(out: activated, input: out, (r0 * OC)..<(r1 * OC)) }
+                if let activated { geluKeepingDerivativeRange(out: activated, input: out, (r0 * OC)..<(r1 * OC)) }
             }
             return
         }
@@ -96,7 +100,7 @@ extension CPUBackend {
             }
             sgemm(transA: false, transB: true, m: m, n: OC, k: C, alpha: 1, a: inp + r0 * C, lda: C, b: w, ldb: C,
                   beta: b == nil ? 0 : 1, c: o, ldc: OC)
-            if let activated { geluRange(out: activated, input: out, (r0 * OC)..<((r0 + m) * OC)) }
+            if let activated { geluKeepingDerivativeRange(out: activated, input: out, (r0 * OC)..<((r0 + m) * OC)) }
         }
     }
 
@@ -104,21 +108,34 @@ extension CPUBackend {
                                    dbias: FloatBuffer?, dout: FloatBuffer, preactivation: FloatBuffer, activated: FloatBuffer,
                                    weight: FloatBuffer, N: Int, C: Int, OC: Int) {
         if rowBlockedMatmulBackward(dinput: dactivated.pointer, gelu: (preactivation.pointer, dpreactivation.pointer),
-                                    dweight: dweight, dbias: dbias, dout: dout, input: activated, weight: weight,
+                                    overwrite: true, dweight: dweight, dbias: dbias, dout: dout, input: activated, weight: weight,
                                     N: N, C: C, OC: OC) {
             return
         }
         zero(dactivated)
         matmulBackward(dinput: dactivated, dweight: dweight, dbias: dbias, dout: dout, input: activated, weight: weight,
                        N: N, C: C, OC: OC)
-        zero(dpreactivation)
-        geluBackward(dinput: dpreactivation, input: preactivation, dout: dactivated, count: N * C)
+        let count = N * C
+        Parallel.forEachRange(count, chunks: Parallel.chunkCount(count, minItemsPerChunk: 1 << 15),
+                              (dpreactivation.pointer, preactivation.pointer, dactivated.pointer)) { c, r in
+            geluDerivativeBackwardRange(dinput: c.0, derivative: c.1, dout: c.2, r)
+        }
+    }
+
+    public func matmulBackwardOverwritingInput(dinput: FloatBuffer, dweight: FloatBuffer, dbias: FloatBuffer?, dout: FloatBuffer,
+                                               input: FloatBuffer, weight: FloatBuffer, N: Int, C: Int, OC: Int) {
+        if rowBlockedMatmulBackward(dinput: dinput.pointer, gelu: nil, overwrite: true, dweight: dweight, dbias: dbias,
+                                    dout: dout, input: input, weight: weight, N: N, C: C, OC: OC) {
+            return
+        }
+        zero(dinput)
+        matmulBackward(dinput: dinput, dweight: dweight, dbias: dbias, dout: dout, input: input, weight: weight, N: N, C: C, OC: OC)
     }
 
     public func matmulBackward(dinput: FloatBuffer?, dweight: FloatBuffer, dbias: FloatBuffer?, dout: FloatBuffer,
                                input: FloatBuffer, weight: FloatBuffer, N: Int, C: Int, OC: Int) {
         let dw = dweight.pointer, inp = input.pointer, w = weight.pointer
-        if rowBlockedMatmulBackward(dinput: dinput?.pointer, gelu: nil, dweight: dweight, dbias: dbias, dout: dout,
+        if rowBlockedMatmulBackward(dinput: dinput?.pointer, gelu: nil, overwrite: false, dweight: dweight, dbias: dbias, dout: dout,
                                     input: input, weight: weight, N: N, C: C, OC: OC) {
             return
         }
@@ -158,10 +175,12 @@ extension CPUBackend {
 
     /// The backward of a product with a small weight and many rows (see the comment inside); false,
     /// doing nothing, for other shapes. With `gelu` (preactivation, dpreactivation), the input was
-    /// GELU(preactivation): each block's dinput rows are written (not added) into `dinput` as
-    /// scratch and turned into dpreactivation = GELU'(preactivation) ⊙ dinput, overwritten.
+    /// GELU(preactivation) and the preactivation buffer holds GELU'(preactivation) (what this
+    /// backend's matmulGELUForward leaves there): each block's dinput rows are written (not added)
+    /// into `dinput` as scratch and turned into dpreactivation = GELU' ⊙ dinput, overwritten.
+    /// Without it, `overwrite` says whether dinput is overwritten or added to.
     private func rowBlockedMatmulBackward(dinput di: UnsafeMutablePointer<Float>?,
-                                          gelu: (UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>)?,
+                                          gelu: (UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>)?, overwrite: Bool,
                                           dweight: FloatBuffer, dbias: FloatBuffer?, dout: FloatBuffer, input: FloatBuffer,
                                           weight: FloatBuffer, N: Int, C: Int, OC: Int) -> Bool {
         // dweight (OC,C) += doutᵀ (OC,N) · input (N,C). Both operands run along N, so splitting the
@@ -187,22 +206,22 @@ extension CPUBackend {
         let packedWeight = partial + partials, packedRows = packedWeight + weightPack
         if tileDinput { packColumnPanelsInParallel(w, ld: C, transposed: false, k: OC, n: C, into: packedWeight) }
         let plan = (tileDinput, tileDweight, rowsPack)
-        Parallel.forEach(blocks, (partial, packedWeight, packedRows, plan, di, gelu, dout, inp, w, N, C, OC, blocks, stride,
-                                  hasBias)) { ctx, k in
-            let (partial, packedWeight, packedRows, plan, di, gelu, dout, inp, w, N, C, OC, blocks, stride, hasBias) = ctx
+        Parallel.forEach(blocks, (partial, packedWeight, packedRows, plan, di, gelu, overwrite, dout, inp, w, N, C, OC, blocks,
+                                  stride, hasBias)) { ctx, k in
+            let (partial, packedWeight, packedRows, plan, di, gelu, overwrite, dout, inp, w, N, C, OC, blocks, stride, hasBias) = ctx
             let (tileDinput, tileDweight, rowsPack) = plan
             let n0 = N * k / blocks, n1 = N * (k + 1) / blocks
             if let di {
                 // dinput rows n0..<n1 += dout · weight (through GELU: = dout · weight, then GELU')
                 if tileDinput {
                     tileProduct(a: dout, rowStride: OC, kStride: 1, rows: n0..<n1, k: OC, packedB: packedWeight, n: C,
-                                output: gelu == nil ? .accumulate : .overwrite, c: di, ldc: C)
+                                output: overwrite ? .overwrite : .accumulate, c: di, ldc: C)
                 } else {
                     sgemm(transA: false, transB: false, m: n1 - n0, n: C, k: OC, alpha: 1, a: dout + n0 * OC, lda: OC,
-                          b: w, ldb: C, beta: gelu == nil ? 1 : 0, c: di + n0 * C, ldc: C)
+                          b: w, ldb: C, beta: overwrite ? 0 : 1, c: di + n0 * C, ldc: C)
                 }
                 if let (pre, dpre) = gelu {
-                    geluBackwardRange(dinput: dpre, input: pre, dout: di, (n0 * C)..<(n1 * C), accumulate: false)
+                    geluDerivativeBackwardRange(dinput: dpre, derivative: pre, dout: di, (n0 * C)..<(n1 * C))
                 }
             }
             let pw = partial + k * stride

@@ -120,6 +120,51 @@ func geluRange(out: UnsafeMutablePointer<Float>, input inp: UnsafePointer<Float>
     }
 }
 
+/// out[i] = GELU(x[i]) and x[i] replaced by GELU'(x[i]) for i in r: the forward of a GELU whose
+/// backward only needs the derivative (`geluDerivativeBackwardRange`), so the backward does no
+/// exp or division. The activations equal `geluRange`'s; the derivative is `geluGradient`'s formula
+/// evaluated from the same tanh (within an ulp of it).
+@inline(__always)
+func geluKeepingDerivativeRange(out: UnsafeMutablePointer<Float>, input x: UnsafeMutablePointer<Float>, _ r: Range<Int>) {
+    var i = r.lowerBound
+    while i + 16 <= r.upperBound {
+        let (a0, d0) = geluAndDerivative(load8(x + i)), (a1, d1) = geluAndDerivative(load8(x + i + 8))
+        store8(a0, out + i); store8(d0, x + i); store8(a1, out + i + 8); store8(d1, x + i + 8)
+        i += 16
+    }
+    while i + 8 <= r.upperBound {
+        let (a, d) = geluAndDerivative(load8(x + i))
+        store8(a, out + i); store8(d, x + i)
+        i += 8
+    }
+    while i < r.upperBound {
+        let (a, d) = geluAndDerivative(Float8(repeating: x[i]))
+        out[i] = a[0]; x[i] = d[0]
+        i += 1
+    }
+}
+
+/// GELU (exactly as `gelu8`) and its derivative from the same tanh.
+@inline(__always)
+func geluAndDerivative(_ x: Float8) -> (Float8, Float8) {
+    let k = Float8(repeating: geluScale)
+    let cube: Float8 = 0.044715 * x * x * x
+    let t = tanh8(k * (x + cube))
+    let half: Float8 = 0.5 * (1 + t)
+    let slope: Float8 = k * (1 + 3 * 0.044715 * (x * x))
+    let sech2: Float8 = 1 - t * t
+    return (x * half, half + 0.5 * x * sech2 * slope)
+}
+
+/// dinput[i] = derivative[i] · dout[i] for i in r (the backward after `geluKeepingDerivativeRange`).
+@inline(__always)
+func geluDerivativeBackwardRange(dinput dinp: UnsafeMutablePointer<Float>, derivative g: UnsafePointer<Float>,
+                                 dout: UnsafePointer<Float>, _ r: Range<Int>) {
+    var i = r.lowerBound
+    while i + 8 <= r.upperBound { store8(load8(g + i) * load8(dout + i), dinp + i); i += 8 }
+    while i < r.upperBound { dinp[i] = g[i] * dout[i]; i += 1 }
+}
+
 /// dinput[i] (+)= GELU'(input[i]) · dout[i] for i in r; `accumulate` false overwrites dinput.
 @inline(__always)
 func geluBackwardRange(dinput dinp: UnsafeMutablePointer<Float>, input inp: UnsafePointer<Float>, dout: UnsafePointer<Float>,

@@ -81,6 +81,13 @@ public final class ProfilingBackend: Backend, @unchecked Sendable {
             inner.matmulBackward(dinput: dinput, dweight: dweight, dbias: dbias, dout: dout, input: input, weight: weight, N: N, C: C, OC: OC)
         }
     }
+    public func matmulBackwardOverwritingInput(dinput: FloatBuffer, dweight: FloatBuffer, dbias: FloatBuffer?, dout: FloatBuffer,
+                                               input: FloatBuffer, weight: FloatBuffer, N: Int, C: Int, OC: Int) {
+        time("matmul bwd") {
+            inner.matmulBackwardOverwritingInput(dinput: dinput, dweight: dweight, dbias: dbias, dout: dout, input: input,
+                                                 weight: weight, N: N, C: C, OC: OC)
+        }
+    }
     public func attentionForward(out: FloatBuffer, lse: FloatBuffer, qkv: FloatBuffer, B: Int, T: Int, C: Int, NH: Int, KVH: Int,
                                  dropout: DropoutSpec?) {
         time("attention fwd") { inner.attentionForward(out: out, lse: lse, qkv: qkv, B: B, T: T, C: C, NH: NH, KVH: KVH, dropout: dropout) }

@@ -364,10 +364,9 @@ public final class GPT: @unchecked Sendable {
         let ix = index, KVH = config.kvHeads, QKV = config.qkvWidth, F = config.feedForwardInputWidth, H = config.hiddenWidth
         let f = 2 + 13 * L
         let lnf = acts[f], lnfMean = acts[f + 1], lnfRstd = acts[f + 2], dlogits = acts[f + 3]
-        be.zero(dln)
         be.zero(dresidual)
-        be.matmulBackward(dinput: dln, dweight: grads[ix.head], dbias: nil, dout: dlogits, input: lnf, weight: par[ix.head],
-                          N: N, C: C, OC: Vp)
+        be.matmulBackwardOverwritingInput(dinput: dln, dweight: grads[ix.head], dbias: nil, dout: dlogits, input: lnf,
+                                          weight: par[ix.head], N: N, C: C, OC: Vp)
         let lastResidual = L > 0 ? acts[GPTLayout.activationLayerBase(L - 1) + 12] : acts[0]
         normBackward(dinput: dresidual, dout: dln, input: lastResidual, mean: lnfMean, rstd: lnfRstd,
                      weight: ix.finalNormWeight, bias: ix.finalNormBias, gradients: grads, N: N)
@@ -398,9 +397,8 @@ public final class GPT: @unchecked Sendable {
                 be.zero(dfch)
                 be.swigluBackward(dinput: dfch, input: fch, dout: dfchGelu, N: N, H: H)
             }
-            be.zero(dln)
-            be.matmulBackward(dinput: dln, dweight: grads[p.fcWeight], dbias: p.fcBias.map { grads[$0] }, dout: dfch,
-                              input: ln2, weight: par[p.fcWeight], N: N, C: C, OC: F)
+            be.matmulBackwardOverwritingInput(dinput: dln, dweight: grads[p.fcWeight], dbias: p.fcBias.map { grads[$0] },
+                                              dout: dfch, input: ln2, weight: par[p.fcWeight], N: N, C: C, OC: F)
             normBackward(dinput: dresidual, dout: dln, input: residual2, mean: ln2Mean, rstd: ln2Rstd,
                          weight: p.norm2Weight, bias: p.norm2Bias, gradients: grads, N: N)
 
@@ -411,9 +409,8 @@ public final class GPT: @unchecked Sendable {
                 be.dropoutBackward(dproj, count: N * C, dropout: site(drop, 2 + 3 * l))
                 branch = dproj
             }
-            be.zero(datty)
-            be.matmulBackward(dinput: datty, dweight: grads[p.projWeight], dbias: p.projBias.map { grads[$0] }, dout: branch,
-                              input: atty, weight: par[p.projWeight], N: N, C: C, OC: C)
+            be.matmulBackwardOverwritingInput(dinput: datty, dweight: grads[p.projWeight], dbias: p.projBias.map { grads[$0] },
+                                              dout: branch, input: atty, weight: par[p.projWeight], N: N, C: C, OC: C)
             be.zero(dqkv)
             be.attentionBackward(dqkv: dqkv, dout: datty, lse: lse, qkv: qkv, B: B, T: T, C: C, NH: NH, KVH: KVH,
                                  dropout: drop.map { site($0, 1 + 3 * l) })
@@ -422,9 +419,8 @@ public final class GPT: @unchecked Sendable {
                 be.rotaryEmbedding(dqkv, positions: nil, N: N, T: T, heads: NH, kvHeads: KVH, headSize: config.headSize,
                                    theta: config.ropeTheta, inverse: true)
             }
-            be.zero(dln)
-            be.matmulBackward(dinput: dln, dweight: grads[p.qkvWeight], dbias: p.qkvBias.map { grads[$0] }, dout: dqkv,
-                              input: ln1, weight: par[p.qkvWeight], N: N, C: C, OC: QKV)
+            be.matmulBackwardOverwritingInput(dinput: dln, dweight: grads[p.qkvWeight], dbias: p.qkvBias.map { grads[$0] },
+                                              dout: dqkv, input: ln1, weight: par[p.qkvWeight], N: N, C: C, OC: QKV)
             normBackward(dinput: dresidual, dout: dln, input: residual, mean: ln1Mean, rstd: ln1Rstd,
                          weight: p.norm1Weight, bias: p.norm1Bias, gradients: grads, N: N)
         }

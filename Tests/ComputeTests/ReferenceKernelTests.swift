@@ -56,6 +56,9 @@ final class ReferenceKernelTests: XCTestCase {
     /// The MLP's fused calls (GELU applied per block of rows) against the separate kernels.
     func testMatmulGELUMatchesSeparateKernels() { checkMatmulGELUFusion() }
 
+    /// The backward that overwrites dinput equals zeroing it and adding, bit for bit.
+    func testMatmulBackwardOverwritingInputMatchesZeroThenAdd() { checkMatmulBackwardOverwritingInput() }
+
     /// AdamW over several segments in one call equals one call per segment, bit for bit, and
     /// zeroes the gradients it read; elements outside every segment are left alone.
     func testSegmentedAdamWMatchesPerTensorCalls() {
@@ -167,6 +170,25 @@ func checkMatmulBackwardInRowBlocks() {
     }
 }
 
+/// matmulBackwardOverwritingInput against zero + matmulBackward, on row blocks and on the small-N
+/// fallback, with stale values in dinput (also run with the tile kernel on).
+func checkMatmulBackwardOverwritingInput() {
+    for (N, C, OC) in [(400, 24, 40), (768, 32, 16), (20, 12, 24)] {
+        let x = randomArray(N * C, seed: 51), w = randomArray(OC * C, seed: 52), dout = randomArray(N * OC, seed: 53)
+        let dw0 = randomArray(OC * C, seed: 54), db0 = randomArray(OC, seed: 55)
+        let h = Host()
+        let di1 = h.buffer(randomArray(N * C, seed: 56)), dw1 = h.buffer(dw0), db1 = h.buffer(db0)
+        h.backend.matmulBackwardOverwritingInput(dinput: di1, dweight: dw1, dbias: db1, dout: h.buffer(dout), input: h.buffer(x),
+                                                 weight: h.buffer(w), N: N, C: C, OC: OC)
+        let di2 = h.zeros(N * C), dw2 = h.buffer(dw0), db2 = h.buffer(db0)
+        h.backend.matmulBackward(dinput: di2, dweight: dw2, dbias: db2, dout: h.buffer(dout), input: h.buffer(x),
+                                 weight: h.buffer(w), N: N, C: C, OC: OC)
+        XCTAssertEqual(h.read(di1), h.read(di2), "dinput N \(N)")
+        XCTAssertEqual(h.read(dw1), h.read(dw2), "dweight N \(N)")
+        XCTAssertEqual(h.read(db1), h.read(db2), "dbias N \(N)")
+    }
+}
+
 /// The MLP's fused calls against the separate kernels (also run with the tile kernel on).
 func checkMatmulGELUFusion() {
     for (N, C, OC) in [(400, 24, 40), (768, 32, 16), (20, 12, 24)] {  // row blocks, and the small-N fallback
@@ -177,8 +199,12 @@ func checkMatmulGELUFusion() {
                                     bias: h.buffer(b), N: N, C: C, OC: OC)
         h.backend.matmulForward(out: pre2, input: h.buffer(x), weight: h.buffer(w), bias: h.buffer(b), N: N, C: C, OC: OC)
         h.backend.geluForward(out: act2, input: pre2, count: N * OC)
-        XCTAssertEqual(h.read(pre1), h.read(pre2), "preactivation N \(N)")
         XCTAssertEqual(h.read(act1), h.read(act2), "activation N \(N)")
+        // The CPU backend leaves GELU'(x) where the product was (for its backward): compare it with
+        // the separate backward's derivative (dout = 1), within float rounding of the tanh argument.
+        let derivative = h.zeros(N * OC)
+        h.backend.geluBackward(dinput: derivative, input: pre2, dout: h.buffer([Float](repeating: 1, count: N * OC)), count: N * OC)
+        assertNearlyEqual(h.read(pre1), h.read(derivative), tolerance: 2e-6, "GELU' kept in the preactivation buffer, N \(N)")
 
         // Backward of the next layer (OC2 outputs) through the activation.
         let OC2 = 8
@@ -191,9 +217,19 @@ func checkMatmulGELUFusion() {
         let dact2 = h.zeros(N * OC), dpre2 = h.zeros(N * OC), dw2 = h.buffer(dw0), db2 = h.buffer(db0)
         h.backend.matmulBackward(dinput: dact2, dweight: dw2, dbias: db2, dout: h.buffer(dout), input: act1,
                                  weight: h.buffer(w2), N: N, C: OC, OC: OC2)
-        h.backend.geluBackward(dinput: dpre2, input: pre1, dout: dact2, count: N * OC)
-        XCTAssertEqual(h.read(dpre1), h.read(dpre2), "dpreactivation N \(N)")
+        h.backend.geluBackward(dinput: dpre2, input: pre2, dout: dact2, count: N * OC)
+        assertNearlyEqual(h.read(dpre1), h.read(dpre2), tolerance: 2e-6, "dpreactivation N \(N)")
         XCTAssertEqual(h.read(dw1), h.read(dw2), "dweight N \(N)")
         XCTAssertEqual(h.read(db1), h.read(db2), "dbias N \(N)")
+    }
+}
+
+/// Element-wise |got - expected| ≤ tolerance · (1 + |expected|).
+func assertNearlyEqual(_ got: [Float], _ expected: [Float], tolerance: Float, _ what: String,
+                       file: StaticString = #filePath, line: UInt = #line) {
+    XCTAssertEqual(got.count, expected.count, what, file: file, line: line)
+    for i in 0..<min(got.count, expected.count) where !(abs(got[i] - expected[i]) <= tolerance * (1 + abs(expected[i]))) {
+        XCTFail("\(what): index \(i): \(got[i]) against \(expected[i])", file: file, line: line)
+        return
     }
 }

@@ -112,5 +112,6 @@ final class TileGEMMTests: XCTestCase {
         XCTAssertTrue(tileGEMMApplies(k: 70, n: 40))
         checkMatmulBackwardInRowBlocks()
         checkMatmulGELUFusion()
+        checkMatmulBackwardOverwritingInput()
     }
 }
