@@ -33,10 +33,7 @@ public enum ModelMerge {
         }
         let normalised = try normalise(weights ?? Array(repeating: 1, count: paths.count), count: paths.count)
         let directories = try paths.map { try Checkpoint.resolve($0) }
-        let outputURL = URL(fileURLWithPath: output).standardizedFileURL.path
-        for dir in directories where URL(fileURLWithPath: dir).standardizedFileURL.path == outputURL {
-            throw TrainingError.invalidSetting("--out \(output) is one of the models being merged; write the merge to a new folder")
-        }
+        try checkOutput(output, inputs: directories)
 
         let configs = try directories.map(readConfig)
         for (i, c) in configs.enumerated().dropFirst() where !sameArchitecture(c, configs[0]) {
@@ -77,6 +74,24 @@ public enum ModelMerge {
         try AtomicFile.write(try encoder.encode(Provenance(sources: directories, weights: normalised)), to: output + "/merge.json")
         let count = model.parameters.entries.reduce(0) { $0 + $1.count }
         return Report(sources: directories, weights: normalised, parameterCount: count, config: configs[0])
+    }
+
+    /// The output may replace an earlier checkpoint folder, but never an input, a folder holding
+    /// one (a run with best/ and last/), or anything that is not a checkpoint.
+    static func checkOutput(_ output: String, inputs: [String]) throws {
+        let out = URL(fileURLWithPath: output).standardizedFileURL.path
+        for dir in inputs {
+            let input = URL(fileURLWithPath: dir).standardizedFileURL.path
+            if input == out || input.hasPrefix(out.hasSuffix("/") ? out : out + "/") {
+                throw TrainingError.invalidSetting("--out \(output) is or holds one of the models being merged (\(dir)); write the merge to a new folder")
+            }
+        }
+        let checkpointFiles: Set<String> = ["model.safetensors", "config.json", "tokenizer.json", "merge.json",
+                                            "optimizer.safetensors", "state.json"]
+        if let entries = try? FileManager.default.contentsOfDirectory(atPath: output),
+           let other = entries.first(where: { !checkpointFiles.contains($0) }) {
+            throw TrainingError.invalidSetting("--out \(output) already exists and holds \(other), so it is not a checkpoint folder; write the merge to a new folder")
+        }
     }
 
     struct Provenance: Codable { let sources: [String]; let weights: [Double] }

@@ -69,8 +69,15 @@ final class ModelMergeTests: XCTestCase {
         rejects(["/a", "/b"], weights: [1, -1], "not negative")
         rejects(["/a", "/b"], weights: [0, 0], "sum to 0")
         rejects(["/a", "/missing"], "no model.safetensors")
-        rejects(["/a", "/b"], out: "/b", "is one of the models")
+        rejects(["/a", "/b"], out: "/b", "is or holds one of the models")
+        rejects(["/a", "/b"], out: "", "is or holds one of the models")  // the folder holding both
+        try FileManager.default.createDirectory(atPath: dir + "/run/best", withIntermediateDirectories: true)
+        rejects(["/a", "/b"], out: "/run", "not a checkpoint folder")
+        XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/run/best"))
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/soup"))
         XCTAssertNoThrow(try Checkpoint.load(dir + "/b", backend: CPUBackendFactory.make()))
+        // An earlier merge is replaced.
+        XCTAssertNoThrow(try ModelMerge.average([dir + "/a", dir + "/b"], to: dir + "/again"))
+        XCTAssertNoThrow(try ModelMerge.average([dir + "/a", dir + "/b"], weights: [1, 2], to: dir + "/again"))
     }
 }
