@@ -67,7 +67,10 @@ func horizontalSum(_ v: Float8) -> Float { v.sum() }
 @inline(__always)
 func horizontalMax(_ v: Float8) -> Float {
     // Written out in halves: the generic SIMD `max()` is an out-of-line call in the hot loops.
-    let a = pointwiseMax(v.lowHalf, v.highHalf), b = pointwiseMax(a.lowHalf, a.highHalf)
+    // (pointwiseMax is generic and out of line too, hence the selects.)
+    let lo = v.lowHalf, hi = v.highHalf
+    let a = lo.replacing(with: hi, where: hi .> lo)
+    let b = a.lowHalf.replacing(with: a.highHalf, where: a.highHalf .> a.lowHalf)
     return max(b[0], b[1])
 }
 

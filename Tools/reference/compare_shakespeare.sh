@@ -2,7 +2,8 @@
 # nanoGPT's CPU shakespeare_char run (4 layers, 4 heads, width 128, context 64, batch 12, 2000
 # iterations, lr 1e-3 -> 1e-4 cosine after 100 warm-up steps, betas 0.9/0.99, weight decay 0.1,
 # clip 1.0, dropout 0) with SwiftGPT and with PyTorch (train_torch.py), one after the other on the
-# same machine. Neither samples text during training. Prints val loss and wall time of each.
+# same machine, taking turns going first. Neither samples text during training. Prints val loss
+# and wall time of each.
 #   Tools/reference/compare_shakespeare.sh [seed ...]     (default: 1337)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -11,11 +12,21 @@ swift build -c release --product swiftgpt >/dev/null
 BIN=.build/release/swiftgpt
 DATA=$(mktemp -d)/shakespeare_char
 $BIN prepare --input ../shared/data/pretrain/tinyshakespeare_train.txt --output "$DATA" --char >/dev/null
-for seed in "${SEEDS[@]}"; do
-    RUN=$(mktemp -d)/run
+run_swift() {
+    local seed=$1 run start end line
+    run=$(mktemp -d)/run
     start=$(date +%s.%N)
-    line=$($BIN train --data "$DATA" --out "$RUN" --seed "$seed" --sample-tokens 0 2>/dev/null | tail -1)
+    line=$($BIN train --data "$DATA" --out "$run" --seed "$seed" --sample-tokens 0 2>/dev/null | tail -1)
     end=$(date +%s.%N)
     echo "swiftgpt seed $seed: $(echo "$end - $start" | bc) s wall; $line"
-    python3 Tools/reference/train_torch.py --data "$DATA" --seed "$seed" --json 2>/dev/null | tail -1
+}
+run_torch() {
+    python3 Tools/reference/train_torch.py --data "$DATA" --seed "$1" --json 2>/dev/null | tail -1
+}
+# The two sides take turns going first (seed 1: SwiftGPT then PyTorch, seed 2: PyTorch then
+# SwiftGPT, ...), so a machine that slows down or speeds up during the runs favours neither.
+i=0
+for seed in "${SEEDS[@]}"; do
+    if (( i % 2 == 0 )); then run_swift "$seed"; run_torch "$seed"; else run_torch "$seed"; run_swift "$seed"; fi
+    i=$((i + 1))
 done
