@@ -23,7 +23,7 @@ run_swift() {
 run_torch() {
     python3 Tools/reference/train_torch.py --data "$DATA" --seed "$1" --json 2>/dev/null | tail -1
 }
-# The two sides take turns going first (seed 1: SwiftGPT then PyTorch, seed 2: PyTorch then
+# The two sides take turns going first (first seed: SwiftGPT then PyTorch, second: PyTorch then
 # SwiftGPT, ...), so a machine that slows down or speeds up during the runs favours neither.
 i=0
 for seed in "${SEEDS[@]}"; do
