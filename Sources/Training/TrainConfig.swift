@@ -37,6 +37,8 @@ public struct TrainConfig: Codable, Sendable, Equatable {
     public var evalEvery = 250
     public var evalBatches = 20
     public var checkpointEvery = 0  // 0: only at evaluations and at the end
+    /// Also keep each of those checkpoints' weights as RUN/step-NNNNNN/ (for `swiftgpt merge`).
+    public var keepCheckpoints = false
     public var sampleTokens = 100
     /// Stop after this many seconds of this process's training (then evaluate and checkpoint); 0: no limit.
     public var maxSeconds: Double = 0
@@ -59,6 +61,7 @@ public struct TrainConfig: Codable, Sendable, Equatable {
         case evalEvery = "eval_every"
         case evalBatches = "eval_batches"
         case checkpointEvery = "checkpoint_every"
+        case keepCheckpoints = "keep_checkpoints"
         case sampleTokens = "sample_tokens"
         case maxSeconds = "max_seconds"
     }
@@ -94,6 +97,7 @@ public struct TrainConfig: Codable, Sendable, Equatable {
         evalEvery = try c.decodeIfPresent(Int.self, forKey: .evalEvery) ?? d.evalEvery
         evalBatches = try c.decodeIfPresent(Int.self, forKey: .evalBatches) ?? d.evalBatches
         checkpointEvery = try c.decodeIfPresent(Int.self, forKey: .checkpointEvery) ?? d.checkpointEvery
+        keepCheckpoints = try c.decodeIfPresent(Bool.self, forKey: .keepCheckpoints) ?? d.keepCheckpoints
         sampleTokens = try c.decodeIfPresent(Int.self, forKey: .sampleTokens) ?? d.sampleTokens
         maxSeconds = try c.decodeIfPresent(Double.self, forKey: .maxSeconds) ?? d.maxSeconds
     }

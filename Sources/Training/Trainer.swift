@@ -174,7 +174,13 @@ public final class Trainer {
 
         func checkpoint(_ name: String) throws {
             try Checkpoint.save(model: model, codec: codec, state: state, to: runDirectory + "/" + name)
-            if name == "last" { lastCheckpoint = runDirectory + "/last" }
+            guard name == "last" else { return }
+            lastCheckpoint = runDirectory + "/last"
+            if config.keepCheckpoints {
+                // Weights only (no optimizer state): snapshots to average or evaluate, not to resume.
+                let digits = String(state.step), padded = String(repeating: "0", count: max(0, 6 - digits.count)) + digits
+                try Checkpoint.save(model: model, codec: codec, state: nil, to: runDirectory + "/step-" + padded)
+            }
         }
 
         while state.step < config.iterations {

@@ -9,7 +9,7 @@ struct MergeCommand: AsyncParsableCommand {
         discussion: """
             Writes θ = Σ wᵢ θᵢ / Σ wᵢ as a new checkpoint folder that every other command uses. The models \
             must share the architecture and the tokenizer: several fine-tunes of one pre-trained model \
-            (e.g. `sft` with different --seed), or checkpoints of one run (`train --checkpoint-every`). \
+            (e.g. `sft` with different --seed), or checkpoints along one run (`train --keep-checkpoints`). \
             Each --models entry is a run or checkpoint folder (a run resolves to best/, then last/). \
             The tensors are averaged one at a time from the files (memory: one model plus one tensor). \
             OUT/merge.json records the sources and the normalised weights.

@@ -58,6 +58,8 @@ struct TrainCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Evaluate (and checkpoint) every N steps.") var evalEvery: Int?
     @Option(name: .long, help: "Batches per evaluation.") var evalBatches: Int?
     @Option(name: .long, help: "Also checkpoint every N steps (0: only at evaluations and the end).") var checkpointEvery: Int?
+    @Flag(name: .long, help: "Keep the weights of every checkpoint as RUN/step-NNNNNN/ (e.g. to average them with merge).")
+    var keepCheckpoints = false
     @Option(name: .long, help: "Tokens sampled at each evaluation (0: none).") var sampleTokens: Int?
     @Option(name: .long, help: "Stop after this many seconds of training (then evaluate and checkpoint).") var maxSeconds: Double?
     @Flag(name: .long, help: "Continue RUN/last.") var resume = false
@@ -109,6 +111,7 @@ struct TrainCommand: AsyncParsableCommand {
         if let evalEvery { c.evalEvery = evalEvery }
         if let evalBatches { c.evalBatches = evalBatches }
         if let checkpointEvery { c.checkpointEvery = checkpointEvery }
+        if keepCheckpoints { c.keepCheckpoints = true }
         if let sampleTokens { c.sampleTokens = sampleTokens }
         if let maxSeconds { c.maxSeconds = maxSeconds }
         let trainer = Trainer(config: c, dataDirectory: data, runDirectory: out)

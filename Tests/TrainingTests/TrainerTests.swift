@@ -67,6 +67,29 @@ final class TrainerTests: XCTestCase {
         XCTAssertEqual(loaded.directory, dir + "/r/last.old")
     }
 
+    /// --keep-checkpoints leaves the weights of every checkpoint as step-NNNNNN/, and they average.
+    func testKeptCheckpointsAreSnapshotsOfTheRun() throws {
+        let dir = try prepared()
+        var c = tinyConfig()
+        c.keepCheckpoints = true
+        c.checkpointEvery = 2
+        let t = Trainer(config: c, dataDirectory: dir + "/data", runDirectory: dir + "/r")
+        t.log = { _ in }
+        _ = try t.run()
+        let kept = try FileManager.default.contentsOfDirectory(atPath: dir + "/r").filter { $0.hasPrefix("step-") }.sorted()
+        XCTAssertEqual(kept, ["step-000002", "step-000004", "step-000006", "step-000008"])
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/r/step-000004/optimizer.safetensors"))
+        let last = try Checkpoint.load(dir + "/r", backend: CPUBackendFactory.make(), prefer: ["last"]).model
+        let final = try Checkpoint.load(dir + "/r/step-000008", backend: CPUBackendFactory.make()).model
+        let earlier = try Checkpoint.load(dir + "/r/step-000006", backend: CPUBackendFactory.make()).model
+        for e in last.parameters.entries { XCTAssertEqual(final.parameter(e.name), last.parameter(e.name), e.name) }
+        XCTAssertNotEqual(earlier.parameter("wte.weight"), final.parameter("wte.weight"))
+        _ = try ModelMerge.average([dir + "/r/step-000006", dir + "/r/step-000008"], to: dir + "/avg")
+        let avg = try Checkpoint.load(dir + "/avg", backend: CPUBackendFactory.make()).model
+        let a = earlier.parameter("wte.weight")!, b = final.parameter("wte.weight")!, m = avg.parameter("wte.weight")!
+        for i in a.indices { XCTAssertEqual(m[i], Float((Double(a[i]) + Double(b[i])) / 2), accuracy: 1e-6) }
+    }
+
     func testBadSettingsAndExistingRunsAreRejected() throws {
         let dir = try prepared()
         var c = tinyConfig()
