@@ -94,14 +94,18 @@ public enum Checkpoint {
         throw TrainingError.badCheckpoint(path: path, reason: "no model.safetensors here or in \(prefer.map { $0 + "/" }.joined(separator: " or "))")
     }
 
+    /// The model configuration of the checkpoint folder `dir` (already resolved).
+    static func readConfig(_ dir: String) throws -> GPTConfig {
+        do { return try JSONDecoder().decode(GPTConfig.self, from: Data(contentsOf: URL(fileURLWithPath: dir + "/config.json"))) } catch {
+            throw TrainingError.badCheckpoint(path: dir, reason: "config.json is missing or malformed (\(error))")
+        }
+    }
+
     /// Loads a model (and its tokenizer and training state, when present).
     public static func load(_ path: String, backend: any Backend, prefer: [String] = ["best", "last"],
                             loadOptimizer: Bool = false) throws -> (model: GPT, codec: TextCodec, state: TrainState?, directory: String) {
         let dir = try resolve(path, prefer: prefer)
-        let config: GPTConfig
-        do { config = try JSONDecoder().decode(GPTConfig.self, from: Data(contentsOf: URL(fileURLWithPath: dir + "/config.json"))) } catch {
-            throw TrainingError.badCheckpoint(path: dir, reason: "config.json is missing or malformed (\(error))")
-        }
+        let config = try readConfig(dir)
         let model = try GPT(config: config, backend: backend)
         let weights = try SafetensorsFile(path: dir + "/model.safetensors")
         try model.loadTensors(into: model.parameters) { try weights.floats($0) }

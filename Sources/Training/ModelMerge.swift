@@ -35,7 +35,7 @@ public enum ModelMerge {
         let directories = try paths.map { try Checkpoint.resolve($0) }
         try checkOutput(output, inputs: directories)
 
-        let configs = try directories.map(readConfig)
+        let configs = try directories.map(Checkpoint.readConfig)
         for (i, c) in configs.enumerated().dropFirst() where !sameArchitecture(c, configs[0]) {
             throw TrainingError.invalidSetting(
                 "\(directories[i]) has another architecture than \(directories[0]) (\(describe(c)) against \(describe(configs[0]))); "
@@ -107,12 +107,6 @@ public enum ModelMerge {
         let total = weights.reduce(0, +)
         guard total > 0 else { throw TrainingError.invalidSetting("the weights sum to 0; at least one must be positive") }
         return weights.map { $0 / total }
-    }
-
-    static func readConfig(_ dir: String) throws -> GPTConfig {
-        do { return try JSONDecoder().decode(GPTConfig.self, from: Data(contentsOf: URL(fileURLWithPath: dir + "/config.json"))) } catch {
-            throw TrainingError.badCheckpoint(path: dir, reason: "config.json is missing or malformed (\(error))")
-        }
     }
 
     /// Same shapes and functions; the dropout probability (a training setting) may differ.
