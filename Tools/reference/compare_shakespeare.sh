@@ -8,6 +8,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 SEEDS=("$@"); [ ${#SEEDS[@]} -eq 0 ] && SEEDS=(1337)
+if ! python3 -c "import torch, transformers" 2>/dev/null; then
+    echo "compare_shakespeare.sh: the PyTorch side needs torch and transformers: pip install torch transformers" >&2
+    exit 1
+fi
 swift build -c release --product swiftgpt >/dev/null
 BIN=.build/release/swiftgpt
 DATA=$(mktemp -d)/shakespeare_char
@@ -21,7 +25,11 @@ run_swift() {
     echo "swiftgpt seed $seed: $(echo "$end - $start" | bc) s wall; $line"
 }
 run_torch() {
-    python3 Tools/reference/train_torch.py --data "$DATA" --seed "$1" --json 2>/dev/null | tail -1
+    local log
+    log=$(mktemp)
+    if ! python3 Tools/reference/train_torch.py --data "$DATA" --seed "$1" --json 2>"$log" | tail -1; then
+        echo "train_torch.py failed (seed $1):" >&2; tail -5 "$log" >&2; exit 1
+    fi
 }
 # The two sides take turns going first (first seed: SwiftGPT then PyTorch, second: PyTorch then
 # SwiftGPT, ...), so a machine that slows down or speeds up during the runs favours neither.
