@@ -31,6 +31,14 @@ public struct TrainState: Codable, Sendable {
 }
 
 public enum Checkpoint {
+    /// Writes the model's weights (no optimizer state) as `run/step-NNNNNN`, the snapshot that
+    /// `--keep-checkpoints` keeps at each checkpoint of train, sft and dpo (to average with merge,
+    /// or to evaluate along the run).
+    public static func saveSnapshot(model: GPT, codec: TextCodec, step: Int, in run: String) throws {
+        let digits = String(step), padded = String(repeating: "0", count: max(0, 6 - digits.count)) + digits
+        try save(model: model, codec: codec, state: nil, to: run + "/step-" + padded)
+    }
+
     /// Writes a checkpoint folder at `directory` atomically.
     public static func save(model: GPT, codec: TextCodec, state: TrainState?, to directory: String) throws {
         let fm = FileManager.default

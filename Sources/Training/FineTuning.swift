@@ -161,6 +161,9 @@ public struct FineTuneConfig: Sendable, Equatable {
     /// SFT: dropout probability during the training steps (nil: the model's own, which is what
     /// pre-training used). Held-out evaluation runs without dropout.
     public var dropout: Float? = nil
+    /// Also keep the weights at every evaluation (and at the end) as RUN/step-NNNNNN/, e.g. to
+    /// average the end of a run with `swiftgpt merge` (stochastic weight averaging).
+    public var keepCheckpoints = false
 
     public init() {}
 
@@ -420,6 +423,7 @@ public enum SupervisedFineTuning {
                     metrics.write(["step": Double(step), "val_loss": v])
                     if v < best { best = v; try Checkpoint.save(model: model, codec: codec, state: nil, to: directory + "/best") }
                 }
+                if config.keepCheckpoints { try Checkpoint.saveSnapshot(model: model, codec: codec, step: step, in: directory) }
                 metrics.plot(directory: directory)
             }
             if timeUp { log("sft: time budget of \(config.maxSeconds) s reached at step \(step)"); break }

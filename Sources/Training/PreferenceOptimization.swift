@@ -281,6 +281,7 @@ public enum PreferenceOptimization {
                     metrics.write(["step": Double(step), "val_loss": e.loss, "val_reward_accuracy": e.accuracy, "val_reward_margin": e.margin])
                     if e.loss < best { best = e.loss; try Checkpoint.save(model: model, codec: codec, state: nil, to: directory + "/best") }
                 }
+                if config.keepCheckpoints { try Checkpoint.saveSnapshot(model: model, codec: codec, step: step, in: directory) }
                 metrics.plot(directory: directory)
             }
             if timeUp { log("dpo: time budget of \(config.maxSeconds) s reached at step \(step)"); break }

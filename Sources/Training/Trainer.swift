@@ -178,8 +178,7 @@ public final class Trainer {
             lastCheckpoint = runDirectory + "/last"
             if config.keepCheckpoints {
                 // Weights only (no optimizer state): snapshots to average or evaluate, not to resume.
-                let digits = String(state.step), padded = String(repeating: "0", count: max(0, 6 - digits.count)) + digits
-                try Checkpoint.save(model: model, codec: codec, state: nil, to: runDirectory + "/step-" + padded)
+                try Checkpoint.saveSnapshot(model: model, codec: codec, step: state.step, in: runDirectory)
             }
         }
 

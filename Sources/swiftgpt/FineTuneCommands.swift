@@ -23,6 +23,7 @@ struct FineTuneOptions: ParsableArguments {
     @Option(help: "Stop after this many seconds (0: no limit).") var maxSeconds: Double = 0
     @Option(help: "SFT: dropout probability during training (default: the model's, as pre-trained).") var dropout: Float?
     @Flag(help: "Reject the whole file on a malformed JSONL line instead of skipping it.") var strict = false
+    @Flag(help: "Also keep the weights at every evaluation as OUT/step-NNNNNN/ (e.g. to average them with merge).") var keepCheckpoints = false
     @OptionGroup var device: DeviceOptions
 
     func config(defaultLR: Float) -> FineTuneConfig {
@@ -41,6 +42,7 @@ struct FineTuneOptions: ParsableArguments {
         c.maxLength = maxLength
         c.maxSeconds = maxSeconds
         c.dropout = dropout
+        c.keepCheckpoints = keepCheckpoints
         return c
     }
 }

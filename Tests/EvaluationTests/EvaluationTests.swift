@@ -224,6 +224,52 @@ final class EvaluationTests: XCTestCase {
         XCTAssertThrowsError(try bad.validate()) { XCTAssertTrue("\($0)".contains("dropout must be in [0, 1)"), "\($0)") }
     }
 
+    /// --keep-checkpoints in sft and dpo: weights at every evaluation as OUT/step-NNNNNN/, the
+    /// final one equal to OUT/last, none without the flag.
+    func testFineTuningKeepsCheckpointsWhenAsked() throws {
+        let task = try SentimentTask()
+        let conversations = ["a fine film .", "a bad film .", "a fine fine film .", "a bad bad film ."].enumerated().map {
+            task.conversation(SentimentExample(text: $0.element, label: $0.offset % 2, line: $0.offset + 2))
+        }
+        let pairs = [PreferencePair(prompt: [ChatMessage(role: .user, content: "a film")], chosen: "positive", rejected: "negative"),
+                     PreferencePair(prompt: [ChatMessage(role: .user, content: "film")], chosen: "fine", rejected: "bad")]
+        let fm = FileManager.default
+        func kept(_ directory: String) throws -> [String] {
+            try fm.contentsOfDirectory(atPath: directory).filter { $0.hasPrefix("step-") }.sorted()
+        }
+        func assertLastIsFinalSnapshot(_ directory: String, _ snapshot: String) throws {
+            let last = try Checkpoint.load(directory + "/last", backend: CPUBackend()).model
+            let final = try Checkpoint.load(directory + "/" + snapshot, backend: CPUBackend()).model
+            XCTAssertFalse(fm.fileExists(atPath: directory + "/" + snapshot + "/optimizer.safetensors"))
+            for e in last.parameters.entries { XCTAssertEqual(final.parameter(e.name), last.parameter(e.name), e.name) }
+        }
+        var config = FineTuneConfig()
+        config.iterations = 4
+        config.batchSize = 2
+        config.lr = 1e-3
+        config.valFraction = 0
+        config.evalEvery = 2
+        for keep in [false, true] {
+            config.keepCheckpoints = keep
+            let sft = NSTemporaryDirectory() + "swiftgpt-sft-keep-\(UUID().uuidString)"
+            let dpo = NSTemporaryDirectory() + "swiftgpt-dpo-keep-\(UUID().uuidString)"
+            defer { try? fm.removeItem(atPath: sft); try? fm.removeItem(atPath: dpo) }
+            let (model, codec) = try tinyModel()
+            _ = try SupervisedFineTuning.run(model: model, codec: codec, conversations: conversations, config: config,
+                                             directory: sft, log: { _ in })
+            _ = try PreferenceOptimization.run(model: model, codec: codec, pairs: pairs, config: config, directory: dpo, log: { _ in })
+            XCTAssertEqual(try kept(sft), keep ? ["step-000002", "step-000004"] : [])
+            XCTAssertEqual(try kept(dpo), keep ? ["step-000002", "step-000004"] : [])
+            if keep {
+                try assertLastIsFinalSnapshot(sft, "step-000004")
+                try assertLastIsFinalSnapshot(dpo, "step-000004")
+                let earlier = try Checkpoint.load(sft + "/step-000002", backend: CPUBackend()).model
+                let final = try Checkpoint.load(sft + "/step-000004", backend: CPUBackend()).model
+                XCTAssertNotEqual(earlier.parameter("wte.weight"), final.parameter("wte.weight"))
+            }
+        }
+    }
+
     /// Preference pairs longer than the context keep the end of their prompt and are scored on it
     /// (the log-probabilities equal a direct forward of that suffix); replies too long for the
     /// context keep their start; a reference model gives the implicit-reward accuracy.
