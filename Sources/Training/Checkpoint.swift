@@ -49,16 +49,23 @@ public enum Checkpoint {
         }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
-        try writeTensors(model, model.parameters, to: temporary + "/model.safetensors", metadata: ["format": "pt", "layout": "swiftgpt"])
-        try AtomicFile.write(try encoder.encode(model.config), to: temporary + "/config.json")
-        try codec.save(to: temporary + "/tokenizer.json")
-        if let state {
-            if let m = model.firstMoments, let v = model.secondMoments {
-                let tensors = model.hostTensors(m).map { ("m." + $0.name, $0.shape, $0.values) }
-                    + model.hostTensors(v).map { ("v." + $0.name, $0.shape, $0.values) }
-                try AtomicFile.write(try SafetensorsFile.encode(tensors), to: temporary + "/optimizer.safetensors")
+        do {
+            try writeTensors(model, model.parameters, to: temporary + "/model.safetensors", metadata: ["format": "pt", "layout": "swiftgpt"])
+            try AtomicFile.write(try encoder.encode(model.config), to: temporary + "/config.json")
+            try codec.save(to: temporary + "/tokenizer.json")
+            if let state {
+                if let m = model.firstMoments, let v = model.secondMoments {
+                    let tensors = model.hostTensors(m).map { ("m." + $0.name, $0.shape, $0.values) }
+                        + model.hostTensors(v).map { ("v." + $0.name, $0.shape, $0.values) }
+                    try AtomicFile.write(try SafetensorsFile.encode(tensors), to: temporary + "/optimizer.safetensors")
+                }
+                try AtomicFile.write(try encoder.encode(state), to: temporary + "/state.json")
             }
-            try AtomicFile.write(try encoder.encode(state), to: temporary + "/state.json")
+        } catch {
+            // A failed write (a full disk, say) leaves the previous checkpoint as it was and frees
+            // what the new one had taken.
+            try? fm.removeItem(atPath: temporary)
+            throw error
         }
         try? fm.removeItem(atPath: old)
         if fm.fileExists(atPath: directory) {

@@ -103,6 +103,10 @@ public enum TokenShard {
 /// rename over the target (rename is atomic), so readers see the old file or the new one, never a
 /// half-written one.
 public enum AtomicFile {
+    /// Tests only: an errno that writes to files whose path ends with `.0` fail with (e.g. ENOSPC),
+    /// to check what a full disk does to a checkpoint.
+    nonisolated(unsafe) static var injectedFailure: (pathSuffix: String, errno: Int32)? = nil
+
     public static func write(_ data: Data, to path: String) throws {
         try write(to: path) { emit in try data.withUnsafeBytes { try emit($0) } }
     }
@@ -118,7 +122,8 @@ public enum AtomicFile {
             try produce { raw in
                 var offset = 0
                 while offset < raw.count {
-                    let n = systemWrite(fd, raw.baseAddress! + offset, raw.count - offset)
+                    var n = systemWrite(fd, raw.baseAddress! + offset, raw.count - offset)
+                    if let injected = injectedFailure, path.hasSuffix(injected.pathSuffix) { n = -1; errno = injected.errno }
                     if n <= 0 {
                         reason = String(cString: strerror(errno))
                         throw TrainingError.ioFailure(path: path, reason: reason)

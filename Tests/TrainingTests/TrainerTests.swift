@@ -67,6 +67,44 @@ final class TrainerTests: XCTestCase {
         XCTAssertEqual(loaded.directory, dir + "/r/last.old")
     }
 
+    /// A full disk while checkpointing: the run stops with the path and "No space left on device
+    /// (disk full?)", the previous checkpoint is untouched and still resumes, and the partial new
+    /// one is removed; once there is space again the run continues from it.
+    func testDiskFullWhileCheckpointingKeepsThePreviousCheckpoint() throws {
+        let dir = try prepared()
+        let fm = FileManager.default
+        let first = Trainer(config: tinyConfig(), dataDirectory: dir + "/data", runDirectory: dir + "/r")
+        first.log = { _ in }
+        _ = try first.run()
+        let before = try Checkpoint.load(dir + "/r", backend: CPUBackendFactory.make(), prefer: ["last"], loadOptimizer: true)
+        XCTAssertEqual(before.state?.step, 8)
+
+        var longer = tinyConfig()
+        longer.iterations = 12
+        AtomicFile.injectedFailure = ("optimizer.safetensors", ENOSPC)
+        defer { AtomicFile.injectedFailure = nil }
+        let full = Trainer(config: longer, dataDirectory: dir + "/data", runDirectory: dir + "/r")
+        full.log = { _ in }
+        full.resume = true
+        XCTAssertThrowsError(try full.run()) {
+            let message = "\($0)"
+            XCTAssertTrue(message.contains("No space left on device") && message.contains("disk full?"), message)
+            XCTAssertTrue(message.contains(dir + "/r/"), message)
+        }
+        let after = try Checkpoint.load(dir + "/r", backend: CPUBackendFactory.make(), prefer: ["last"], loadOptimizer: true)
+        XCTAssertEqual(after.directory, dir + "/r/last")
+        XCTAssertEqual(after.state?.step, 8)
+        for e in before.model.parameters.entries { XCTAssertEqual(after.model.parameter(e.name), before.model.parameter(e.name), e.name) }
+        let leftovers = try fm.contentsOfDirectory(atPath: dir + "/r").filter { $0.contains(".tmp") || $0.hasSuffix(".old") }
+        XCTAssertEqual(leftovers, [])
+
+        AtomicFile.injectedFailure = nil
+        let again = Trainer(config: longer, dataDirectory: dir + "/data", runDirectory: dir + "/r")
+        again.log = { _ in }
+        again.resume = true
+        XCTAssertEqual(try again.run().steps, 12)
+    }
+
     /// --keep-checkpoints leaves the weights of every checkpoint as step-NNNNNN/, and they average.
     func testKeptCheckpointsAreSnapshotsOfTheRun() throws {
         let dir = try prepared()
