@@ -11,6 +11,13 @@ let cpuFlags = ["-target-cpu", "haswell"]
 let cpuFlags: [String] = []
 #endif
 let optimise: [SwiftSetting] = [.unsafeFlags(["-Ounchecked", "-wmo"] + cpuFlags, .when(configuration: .release))]
+// The one module compiled for AVX-512 (its kernel runs only where CPUID and the OS allow it).
+// znver4, not skylake-avx512: LLVM's Skylake tuning splits 16-lane vectors into two 8-lane halves.
+#if arch(x86_64)
+let avx512Flags = ["-target-cpu", "znver4"]
+#else
+let avx512Flags: [String] = []
+#endif
 
 let package = Package(
     name: "SwiftGPT",
@@ -40,8 +47,13 @@ let package = Package(
         // Byte-level BPE: pre-tokenizer, trainer, encoder/decoder, chat format. Depends on nothing of ours.
         .target(name: "Tokenizer", swiftSettings: optimise),
         // Buffers, the Backend protocol, CPU kernels, BLAS loading, AdamW, RNG, parallelFor.
+        // The tile kernel's AVX-512 form, compiled for AVX-512 (called only on CPUs that have it).
+        .target(name: "TileKernelAVX512", swiftSettings: [
+            .unsafeFlags(["-Ounchecked", "-wmo"] + avx512Flags, .when(configuration: .release)),
+            .unsafeFlags(avx512Flags, .when(configuration: .debug)),
+        ]),
         .target(
-            name: "Compute", dependencies: ["CSupport"], swiftSettings: optimise,
+            name: "Compute", dependencies: ["CSupport", "TileKernelAVX512"], swiftSettings: optimise,
             linkerSettings: [.linkedFramework("Accelerate", .when(platforms: [.macOS]))]),
         // GPT configuration, parameter/activation layouts, forward/backward, safetensors I/O.
         .target(name: "Model", dependencies: ["Compute"], swiftSettings: optimise),

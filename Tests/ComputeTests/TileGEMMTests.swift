@@ -72,6 +72,78 @@ final class TileGEMMTests: XCTestCase {
         }
     }
 
+    /// The AVX-512 kernel (two panels per tile) gives the AVX2 kernel's bits: every element is the
+    /// same fused multiply-adds in the same order. Pairs of panels, a lone last panel, columns
+    /// that end inside either panel of a pair, rows that end inside a tile, packed row tiles, and
+    /// the three ways of writing C; then a training step's products through the backend.
+    func testAVX512KernelGivesTheAVX2KernelsBits() throws {
+        guard CPUFeatures.current.avx512 else { throw XCTSkip("no AVX-512 on this CPU (\(CPUFeatures.current))") }
+        let saved = tileAVX512Enabled
+        defer { tileAVX512Enabled = saved }
+        for (m, n, k, rows) in [(12, 32, 8, 0..<12), (13, 40, 24, 1..<13), (7, 65, 33, 0..<7), (30, 17, 128, 5..<26), (20, 96, 64, 0..<20)] {
+            for mode in 0..<3 {
+                for packedA in [false, true] {
+                    var results: [[Float]] = []
+                    for wide in [true, false] {
+                        tileAVX512Enabled = wide
+                        results.append(product(m: m, n: n, k: k, rows: packedA ? 0..<m : rows, mode: mode, packedA: packedA))
+                    }
+                    XCTAssertEqual(results[0], results[1], "m \(m) n \(n) k \(k) mode \(mode) packed A \(packedA)")
+                }
+            }
+        }
+        let enabled = tileGEMMEnabled
+        tileGEMMEnabled = true
+        defer { tileGEMMEnabled = enabled }
+        let (N, C, OC) = (96, 64, 200)
+        let x = randomArray(N * C, seed: 91), w = randomArray(OC * C, seed: 92), b = randomArray(OC, seed: 93)
+        let dout = randomArray(N * OC, seed: 94)
+        var outputs: [[Float]] = []
+        for wide in [true, false] {
+            tileAVX512Enabled = wide
+            let h = Host()
+            let out = h.zeros(N * OC), dx = h.zeros(N * C), dw = h.zeros(OC * C), db = h.zeros(OC)
+            h.backend.matmulForward(out: out, input: h.buffer(x), weight: h.buffer(w), bias: h.buffer(b), N: N, C: C, OC: OC)
+            h.backend.matmulBackward(dinput: dx, dweight: dw, dbias: db, dout: h.buffer(dout), input: h.buffer(x), weight: h.buffer(w),
+                                     N: N, C: C, OC: OC)
+            outputs.append(h.read(out) + h.read(dx) + h.read(dw) + h.read(db))
+        }
+        XCTAssertEqual(outputs[0], outputs[1], "forward and backward through the backend")
+    }
+
+    /// C = op(A) · B through `tileProduct` for random operands (A row-major m × k, or packed into
+    /// row tiles from its transpose), B packed from a row-major k × n.
+    private func product(m: Int, n: Int, k: Int, rows: Range<Int>, mode: Int, packedA: Bool) -> [Float] {
+        let a = randomArray(m * k, seed: UInt64(m * 3 + k)), b = randomArray(k * n, seed: UInt64(n * 11 + k))
+        var bias = randomArray(panelCount(n) * tilePanelWidth, seed: 5)
+        var c = randomArray(m * n, seed: 6)
+        var packed = [Float](repeating: 0, count: packedPanelFloats(k: k, n: n))
+        // A stored transposed (k × m) for the row-tile packing.
+        var at = [Float](repeating: 0, count: k * m)
+        for i in 0..<m { for p in 0..<k { at[p * m + i] = a[i * k + p] } }
+        var tiles = [Float](repeating: 0, count: packedRowTileFloats(k: k, m: m))
+        b.withUnsafeBufferPointer { bp in
+            packed.withUnsafeMutableBufferPointer { pp in
+                packColumnPanels(bp.baseAddress!, ld: n, transposed: false, k: k, n: n, panels: 0..<panelCount(n), into: pp.baseAddress!)
+            }
+        }
+        at.withUnsafeBufferPointer { atp in
+            tiles.withUnsafeMutableBufferPointer { tp in packRowTiles(transposedFrom: atp.baseAddress!, ld: m, k: k, m: m, into: tp.baseAddress!) }
+        }
+        (packedA ? tiles : a).withUnsafeBufferPointer { ap in
+            bias.withUnsafeMutableBufferPointer { biasp in
+                let output: TileOutput = mode == 0 ? .overwrite : mode == 1 ? .accumulate : .bias(biasp.baseAddress!)
+                packed.withUnsafeBufferPointer { pp in
+                    c.withUnsafeMutableBufferPointer { cp in
+                        tileProduct(a: ap.baseAddress!, rowStride: packedA ? 1 : k, kStride: packedA ? tileRows : 1, rows: rows, k: k,
+                                    packedB: pp.baseAddress!, n: n, output: output, c: cp.baseAddress!, ldc: n, packedA: packedA)
+                    }
+                }
+            }
+        }
+        return c
+    }
+
     /// matmulForward (with bias, and fused with GELU) on shapes that take the tile kernel, against
     /// a double product; the result does not depend on the number of threads.
     func testForwardThroughTilesMatchesReference() {
