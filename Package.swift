@@ -1,7 +1,7 @@
 // swift-tools-version: 6.0
 import PackageDescription
 
-// Layers (arrows point down): swiftgpt (CLI) -> Model -> Compute -> CSupport.
+// Layers (arrows point down): swiftgpt (CLI) -> Model -> Compute -> CSupport, TileKernelAVX512.
 // See ../shared/DESIGN.md in the project workspace for the full plan.
 // Release builds on x86-64 use AVX2 + FMA (every x86 server CPU since 2013); the CLI refuses to run,
 // with a clear message, on a CPU without them.
