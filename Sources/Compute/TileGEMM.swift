@@ -38,10 +38,6 @@ func tileGEMMApplies(k: Int, n: Int) -> Bool {
     tileGEMMEnabled && k >= 8 && k <= 1024 && n >= 16 && k * n <= (1 << 20)
 }
 
-/// Whether training products use the tile kernel. Off in debug builds, where unoptimised SIMD code
-/// runs ~50× slower than OpenBLAS and would stretch the test suite from under a minute to minutes;
-/// the tests that check the kernel through the training entry points switch it on.
-/// SWIFTGPT_TILE_GEMM=0 hands every product to BLAS (to compare the two), =1 forces the kernel on.
 /// Whether the tile kernel takes two panels at a time with AVX-512 (`tile6x32AVX512`): on CPUs
 /// with AVX-512 enabled, unless SWIFTGPT_AVX512=0. Same results bit for bit as the AVX2 kernel.
 nonisolated(unsafe) var tileAVX512Enabled: Bool = {
@@ -53,6 +49,10 @@ nonisolated(unsafe) var tileAVX512Enabled: Bool = {
     #endif
 }()
 
+/// Whether training products use the tile kernel. Off in debug builds, where unoptimised SIMD code
+/// runs ~50× slower than OpenBLAS and would stretch the test suite from under a minute to minutes;
+/// the tests that check the kernel through the training entry points switch it on.
+/// SWIFTGPT_TILE_GEMM=0 hands every product to BLAS (to compare the two), =1 forces the kernel on.
 nonisolated(unsafe) var tileGEMMEnabled: Bool = {
     if let value = getenv("SWIFTGPT_TILE_GEMM") { return String(cString: value) != "0" }
     #if DEBUG

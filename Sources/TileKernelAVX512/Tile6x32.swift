@@ -4,6 +4,8 @@
 // This module alone is compiled for AVX-512 (Package.swift); Compute calls it only on a CPU that
 // has AVX-512 enabled (CPUFeatures.avx512). Each element of C is still one fused multiply-add per
 // k step in k order in one accumulator, as in the AVX2 kernel, so both give the same bits.
+// Its edge-tile copy mirrors `tile6x16`'s on purpose: code shared with Compute would have to live
+// here or be compiled here, and anything compiled here may use instructions an AVX2 CPU lacks.
 
 public typealias Float16x = SIMD16<Float>
 
