@@ -164,6 +164,11 @@ public struct FineTuneConfig: Sendable, Equatable {
     /// Also keep the weights at every evaluation (and at the end) as RUN/step-NNNNNN/, e.g. to
     /// average the end of a run with `swiftgpt merge` (stochastic weight averaging).
     public var keepCheckpoints = false
+    /// SFT: weight λ of an auxiliary next-token loss on the tokens outside the assistant replies
+    /// (the prompt: system and user turns, the template's own tokens). The objective becomes the
+    /// mean loss on the assistant tokens plus λ × the mean loss on the prompt tokens, GPT-1's
+    /// auxiliary language-modelling objective (Radford et al., 2018). 0: assistant tokens only.
+    public var promptLossWeight: Float = 0
 
     public init() {}
 
@@ -176,6 +181,9 @@ public struct FineTuneConfig: Sendable, Equatable {
         guard nllWeight >= 0 && nllWeight.isFinite else { throw TrainingError.invalidSetting("the DPO NLL weight must be ≥ 0, got \(nllWeight)") }
         guard warmup >= 0, evalEvery >= 0, gradClip >= 0 else { throw TrainingError.invalidSetting("warmup, eval-every and grad-clip must be ≥ 0") }
         if let dropout, !(dropout >= 0 && dropout < 1) { throw TrainingError.invalidSetting("dropout must be in [0, 1), got \(dropout)") }
+        guard promptLossWeight >= 0 && promptLossWeight.isFinite else {
+            throw TrainingError.invalidSetting("the prompt loss weight must be ≥ 0, got \(promptLossWeight)")
+        }
     }
 
     /// Linear warm-up then cosine decay to minLR over `total` steps.
@@ -220,6 +228,31 @@ struct PaddedRows {
             let target = t + 1 < ids.count ? ids[t + 1] : pad
             targets[r * T + t] = target
             weights[r * T + t] = t + 1 < ids.count ? mask[t + 1] : 0
+        }
+    }
+}
+
+/// Turns the assistant mask in `rows.weights` into SFT loss weights: 1/n on the n assistant
+/// targets and, when λ = `promptLossWeight` > 0, λ/m on the m other real targets of the first
+/// `lengths.count` rows (`lengths`: their token counts; later rows are padding), so that
+/// Σ weight·loss = mean(assistant tokens) + λ·mean(prompt tokens).
+func sftLossWeights(_ rows: inout PaddedRows, T: Int, lengths: [Int], promptLossWeight: Float) {
+    let assistant = rows.weights.reduce(0, +)
+    let scale = 1 / max(1, assistant)
+    guard promptLossWeight > 0 else {
+        for j in rows.weights.indices { rows.weights[j] *= scale }
+        return
+    }
+    var prompt: Float = 0
+    for (r, length) in lengths.enumerated() {
+        for t in 0..<min(T, length - 1) where rows.weights[r * T + t] == 0 { prompt += 1 }
+    }
+    let promptScale = promptLossWeight / max(1, prompt)
+    for r in 0..<(rows.weights.count / T) {
+        let targets = r < lengths.count ? min(T, lengths[r] - 1) : 0
+        for t in 0..<T {
+            let j = r * T + t
+            rows.weights[j] = rows.weights[j] > 0 ? rows.weights[j] * scale : (t < targets ? promptScale : 0)
         }
     }
 }
@@ -381,9 +414,9 @@ public enum SupervisedFineTuning {
                 let e = train[batch[min(r, batch.count - 1)]]
                 rows.set(row: r, T: T, ids: e.ids, mask: r < batch.count ? e.mask : [Float](repeating: 0, count: e.mask.count), pad: pad)
             }
-            for w in rows.weights { masked += w }
-            let scale = 1 / max(1, masked)
-            for j in rows.weights.indices { rows.weights[j] *= scale }
+            let assistantMask = rows.weights
+            for w in assistantMask { masked += w }
+            sftLossWeights(&rows, T: T, lengths: batch.map { train[$0].ids.count }, promptLossWeight: config.promptLossWeight)
             let loss = try rows.tokens.withUnsafeBufferPointer { tk in
                 try rows.targets.withUnsafeBufferPointer { tg in
                     try rows.weights.withUnsafeBufferPointer { w in
@@ -393,13 +426,21 @@ public enum SupervisedFineTuning {
                 }
             }
             rowsByLength[T] = rows
+            // The reported loss stays the assistant tokens' mean, whatever the prompt's weight.
+            var reported = loss
+            if config.promptLossWeight > 0 {
+                let losses = model.tokenLosses()
+                var sum: Double = 0
+                for j in assistantMask.indices where assistantMask[j] > 0 { sum += Double(losses[j]) * Double(assistantMask[j]) }
+                reported = Float(sum / Double(max(1, masked)))
+            }
             guard loss.isFinite else { throw TrainingError.nonFiniteLoss(step: step + 1, lastCheckpoint: FileManager.default.fileExists(atPath: directory + "/last") ? directory + "/last" : nil) }
             try model.backward()
             let lr = config.learningRate(step: step, total: total)
             let norm = try model.update(learningRate: lr, beta1: config.beta1, beta2: config.beta2, epsilon: 1e-8,
                                         weightDecay: config.weightDecay, gradientClip: config.gradClip, step: step + 1)
             step += 1
-            lastLoss = Double(loss)
+            lastLoss = Double(reported)
             metrics.train.append((step, lastLoss))
             metrics.write(["step": Double(step), "train_loss": lastLoss, "lr": Double(lr), "grad_norm": Double(norm)])
             tokensSeen += B * T

@@ -22,6 +22,7 @@ struct FineTuneOptions: ParsableArguments {
     @Option(help: "Longest example in tokens (default and maximum: the model's context + 1).") var maxLength: Int?
     @Option(help: "Stop after this many seconds (0: no limit).") var maxSeconds: Double = 0
     @Option(help: "SFT: dropout probability during training (default: the model's, as pre-trained).") var dropout: Float?
+    @Option(help: "SFT: weight of an auxiliary next-token loss on the prompt tokens (system and user turns), added as this × their mean loss to the assistant tokens' mean (0: assistant tokens only).") var promptLossWeight: Float = 0
     @Flag(help: "Reject the whole file on a malformed JSONL line instead of skipping it.") var strict = false
     @Flag(help: "Also keep the weights at every evaluation as OUT/step-NNNNNN/ (e.g. to average them with merge).") var keepCheckpoints = false
     @OptionGroup var device: DeviceOptions
@@ -43,6 +44,7 @@ struct FineTuneOptions: ParsableArguments {
         c.maxSeconds = maxSeconds
         c.dropout = dropout
         c.keepCheckpoints = keepCheckpoints
+        c.promptLossWeight = promptLossWeight
         return c
     }
 }
@@ -134,6 +136,12 @@ struct DPOCommand: AsyncParsableCommand {
     var nllWeight: Float = 0
     @Flag(help: "Skip pairs longer than the context instead of cutting them (end of the prompt, start of the replies).") var skipLongPairs = false
     @OptionGroup var options: FineTuneOptions
+
+    func validate() throws {
+        if options.promptLossWeight != 0 {
+            throw ValidationError("--prompt-loss-weight is for sft (DPO's loss covers the replies only); drop it or use --nll-weight")
+        }
+    }
 
     func run() async throws {
         let backend = try options.device.backend()

@@ -65,6 +65,50 @@ final class FineTuneReferenceTests: XCTestCase {
         try assertGradients(model, file, "sft")
     }
 
+    /// `sft --prompt-loss-weight λ`: the weights make Σ w·loss = mean(reply tokens) + λ·mean(the
+    /// other real tokens), padding rows and positions weigh nothing, and λ = 0 is the masked loss
+    /// checked against PyTorch above.
+    func testPromptLossWeightAddsTheMeanPromptLoss() throws {
+        let file = try fixture()
+        let model = try load(file, prefix: "transformer.")
+        let encoded = try pairs(file)
+        let lengths = encoded.enumerated().map { $1.chosen.count - ($0 == 1 ? 2 : 0) }  // the second row ends early
+        func maskedRows() -> PaddedRows {
+            var rows = PaddedRows(rows: 4, T: 16)
+            for r in 0..<4 {
+                let p = encoded[min(r, 2)], ids = Array(p.chosen.prefix(lengths[min(r, 2)]))
+                rows.set(row: r, T: 16, ids: ids, mask: r < 3 ? replyMask(ids.count, p.chosenStart) : [Float](repeating: 0, count: ids.count), pad: 0)
+            }
+            return rows
+        }
+        let plain = maskedRows()
+        _ = try plain.tokens.withUnsafeBufferPointer { tk in
+            try plain.targets.withUnsafeBufferPointer { tg in try model.forward(tokens: tk, targets: tg, batchSize: 4, sequenceLength: 16) }
+        }
+        let losses = model.tokenLosses()
+        var replySum = 0.0, replyCount = 0.0, promptSum = 0.0, promptCount = 0.0
+        for r in 0..<3 {
+            for t in 0..<min(16, lengths[r] - 1) {
+                let j = r * 16 + t
+                if plain.weights[j] > 0 { replySum += Double(losses[j]); replyCount += 1 } else { promptSum += Double(losses[j]); promptCount += 1 }
+            }
+        }
+        XCTAssertGreaterThan(promptCount, 0)
+        for lambda: Float in [0, 0.5, 2] {
+            var rows = maskedRows()
+            sftLossWeights(&rows, T: 16, lengths: lengths, promptLossWeight: lambda)
+            for j in (3 * 16)..<(4 * 16) { XCTAssertEqual(rows.weights[j], 0, "the padding row weighs nothing") }
+            for t in (lengths[1] - 1)..<16 { XCTAssertEqual(rows.weights[16 + t], 0, "positions past the short row's end weigh nothing") }
+            try model.zeroGradients()
+            let loss = try rows.tokens.withUnsafeBufferPointer { tk in
+                try rows.targets.withUnsafeBufferPointer { tg in
+                    try rows.weights.withUnsafeBufferPointer { w in try model.forward(tokens: tk, targets: tg, weights: w, batchSize: 4, sequenceLength: 16) }
+                }
+            }
+            XCTAssertEqual(Double(loss), replySum / replyCount + Double(lambda) * promptSum / promptCount, accuracy: 1e-4, "λ = \(lambda)")
+        }
+    }
+
     func testDPOLossLogProbabilitiesAndGradientsMatchPyTorch() throws {
         let file = try fixture()
         let policy = try load(file, prefix: "transformer."), reference = try load(file, prefix: "ref.transformer.")
