@@ -73,6 +73,49 @@ public struct TSVFile: Sendable {
     }
 }
 
+// MARK: Prompt templates
+
+/// A user-turn template with `{name}` placeholders, checked once when a task is built so that a
+/// typo fails before a fine-tune starts rather than after it.
+public struct PromptTemplate: Sendable, Equatable, CustomStringConvertible {
+    public let text: String
+
+    /// `required` must each occur; `allowed` may (anything else in braces is rejected).
+    public init(_ text: String, required: [String], allowed: [String] = []) throws {
+        var names: [String] = []
+        var rest = Substring(text)
+        while let open = rest.firstIndex(of: "{") {
+            guard let close = rest[open...].firstIndex(of: "}") else { break }
+            names.append(String(rest[rest.index(after: open)..<close]))
+            rest = rest[rest.index(after: close)...]
+        }
+        let known = required + allowed
+        if let unknown = names.first(where: { !known.contains($0) }) {
+            throw EvaluationError.invalidSetting("the prompt template has an unknown placeholder {\(unknown)}; "
+                + "it may use \(known.map { "{\($0)}" }.joined(separator: ", "))")
+        }
+        if let missing = required.first(where: { !names.contains($0) }) {
+            throw EvaluationError.invalidSetting("the prompt template must contain {\(missing)} (got \(String(reflecting: text)))")
+        }
+        self.text = text
+    }
+
+    /// The template with each `{name}` replaced by its value.
+    public func render(_ values: [String: String]) -> String {
+        var out = ""
+        var rest = Substring(text)
+        while let open = rest.firstIndex(of: "{"), let close = rest[open...].firstIndex(of: "}") {
+            out += rest[..<open]
+            let name = String(rest[rest.index(after: open)..<close])
+            out += values[name] ?? String(rest[open...close])
+            rest = rest[rest.index(after: close)...]
+        }
+        return out + rest
+    }
+
+    public var description: String { text }
+}
+
 // MARK: Sentiment
 
 public struct SentimentExample: Sendable, Equatable {
@@ -85,23 +128,29 @@ public struct SentimentExample: Sendable, Equatable {
 public struct SentimentTask: Sendable {
     /// The answer words, in label-index order (SST-2: 0 negative, 1 positive).
     public var labels: [String]
+    /// The user turn: `{text}` is the text, `{labels}` the label words ("negative or positive").
+    public var template: PromptTemplate
 
-    public init(labels: [String] = ["negative", "positive"]) throws {
+    /// The question first, then the text.
+    public static let defaultTemplate = "Is the sentiment of this text {labels}?\n{text}"
+
+    public init(labels: [String] = ["negative", "positive"], template: String = SentimentTask.defaultTemplate) throws {
         guard labels.count >= 2, Set(labels).count == labels.count, labels.allSatisfy({ !$0.isEmpty }) else {
             throw EvaluationError.invalidSetting("sentiment needs at least two distinct, non-empty label words (got \(labels))")
         }
         self.labels = labels
+        self.template = try PromptTemplate(template, required: ["text"], allowed: ["labels"])
     }
 
     /// Label words from a command-line list: "negative,positive".
-    public init(commaSeparated list: String) throws {
-        try self.init(labels: list.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) })
+    public init(commaSeparated list: String, template: String = SentimentTask.defaultTemplate) throws {
+        try self.init(labels: list.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }, template: template)
     }
 
     /// The question a model is asked about `text`.
     public func prompt(_ text: String) -> [ChatMessage] {
         let options = labels.count == 2 ? "\(labels[0]) or \(labels[1])" : labels.joined(separator: ", ")
-        return [ChatMessage(role: .user, content: "Is the sentiment of this text \(options)?\n\(text)")]
+        return [ChatMessage(role: .user, content: template.render(["labels": options, "text": text]))]
     }
 
     /// The prompt followed by the correct answer (a fine-tuning example).
@@ -145,10 +194,15 @@ public struct TranslationTask: Sendable {
     /// Language codes or names of the two columns (from the TSV header, e.g. "en" and "de").
     public var source: String
     public var target: String
+    /// The user turn: `{text}` is the source sentence, `{source}` and `{target}` the language names.
+    public var template: PromptTemplate
 
-    public init(source: String, target: String) {
+    public static let defaultTemplate = "Translate from {source} to {target}:\n{text}"
+
+    public init(source: String, target: String, template: String = TranslationTask.defaultTemplate) throws {
         self.source = source
         self.target = target
+        self.template = try PromptTemplate(template, required: ["text"], allowed: ["source", "target"])
     }
 
     static let names = ["en": "English", "de": "German", "fr": "French", "es": "Spanish", "it": "Italian",
@@ -158,7 +212,7 @@ public struct TranslationTask: Sendable {
     public static func languageName(_ code: String) -> String { names[code.lowercased()] ?? code }
 
     public func prompt(_ text: String) -> [ChatMessage] {
-        [ChatMessage(role: .user, content: "Translate from \(Self.languageName(source)) to \(Self.languageName(target)):\n\(text)")]
+        [ChatMessage(role: .user, content: template.render(["source": Self.languageName(source), "target": Self.languageName(target), "text": text]))]
     }
 
     public func conversation(_ pair: TranslationPair) -> [ChatMessage] {
@@ -166,7 +220,8 @@ public struct TranslationTask: Sendable {
     }
 
     /// Loads a source/target TSV; the header names the two languages.
-    public static func load(_ path: String) throws -> (task: TranslationTask, pairs: [TranslationPair], malformed: [String]) {
+    public static func load(_ path: String, template: String = TranslationTask.defaultTemplate) throws
+        -> (task: TranslationTask, pairs: [TranslationPair], malformed: [String]) {
         let file = try TSVFile(path: path)
         var out: [TranslationPair] = []
         var malformed = file.malformed
@@ -176,6 +231,49 @@ public struct TranslationTask: Sendable {
             out.append(TranslationPair(source: fields[0], target: fields[1], line: line))
         }
         guard !out.isEmpty else { throw EvaluationError.noUsableRows(path: path, malformed: malformed.count) }
-        return (TranslationTask(source: file.header[0], target: file.header[1]), out, malformed)
+        return (try TranslationTask(source: file.header[0], target: file.header[1], template: template), out, malformed)
+    }
+}
+
+// MARK: The task a run was fine-tuned on
+
+/// What `sft --task` fine-tuned a run on, kept as `RUN/task.json`, so that `eval --task` asks the
+/// fine-tuned model the question it learned without the template being repeated on the command line.
+public struct TaskRecord: Codable, Sendable, Equatable {
+    public var task: String
+    /// sentiment: the label words, in label-index order.
+    public var labels: [String]?
+    public var template: String
+
+    public static let fileName = "task.json"
+
+    public init(task: String, labels: [String]? = nil, template: String) {
+        self.task = task
+        self.labels = labels
+        self.template = template
+    }
+
+    /// Writes `directory/task.json` (creating the folder), replacing the file in one step.
+    public func write(toRun directory: String) throws {
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        try encoder.encode(self).write(to: URL(fileURLWithPath: directory + "/" + Self.fileName), options: .atomic)
+    }
+
+    /// The record in `directory` or, for a checkpoint inside a run (RUN/best, RUN/step-000500), in
+    /// the run folder above it; nil when there is none.
+    public static func find(near directory: String) throws -> (record: TaskRecord, path: String)? {
+        let url = URL(fileURLWithPath: directory).standardizedFileURL
+        for folder in [url, url.deletingLastPathComponent()] {
+            let path = folder.appendingPathComponent(fileName).path
+            guard let data = FileManager.default.contents(atPath: path) else { continue }
+            do {
+                return (try JSONDecoder().decode(TaskRecord.self, from: data), path)
+            } catch {
+                throw EvaluationError.badData(path: path, reason: "not a task record (\(error)); fix or delete it, or pass --prompt-template")
+            }
+        }
+        return nil
     }
 }

@@ -36,7 +36,9 @@ struct EvalCommand: AsyncParsableCommand {
     @Option(help: "Weights: none (fp32) or int8.") var quantize: String = "none"
     @Option(help: "perplexity: KV cache precision, f32 or f16 (measures what an f16 cache costs).") var kvCache: String = "f32"
     @Option(help: "Score at most this many tokens (preference, sentiment, translation: examples) (0: all).") var maxTokens: Int = 0
-    @Option(help: "sentiment: the label words, in label-index order.") var labels: String = "negative,positive"
+    @Option(help: "sentiment: the label words, in label-index order (default: those the model was fine-tuned with, else negative,positive).") var labels: String?
+    @Option(help: "sentiment, translation: the task's user turn with {text} (default: the template recorded by sft --task in the run's task.json, else the built-in question).")
+    var promptTemplate: String?
     @Option(help: "Examples scored or translated together.") var batchSize: Int = 32
     @Flag(help: "sentiment: subtract each label's score on an empty text (removes a prior preference for one label).") var calibrate = false
     @Option(help: "translation: at most this many new tokens (default: 2 × source tokens + 16).") var maxNewTokens: Int?
@@ -72,6 +74,14 @@ struct EvalCommand: AsyncParsableCommand {
         }
     }
 
+    /// The task record `sft --task` left next to the model, when it is for `task` and no
+    /// --prompt-template overrides it; says which prompt the evaluation uses.
+    func recordedTask(_ task: String, _ directory: String) throws -> TaskRecord? {
+        guard let (record, path) = try TaskRecord.find(near: directory), record.task == task else { return nil }
+        if promptTemplate == nil && !json { print("prompt template from \(path): \(String(reflecting: record.template))") }
+        return record
+    }
+
     func writeLines(_ lines: [String]) throws {
         guard let output else { return }
         try AtomicFile.write(Data((lines.joined(separator: "\n") + "\n").utf8), to: output)
@@ -79,7 +89,14 @@ struct EvalCommand: AsyncParsableCommand {
 
     func sentiment(_ format: WeightFormat) throws {
         let loaded = try Checkpoint.load(model, backend: CPUBackend())
-        let task = try SentimentTask(commaSeparated: labels)
+        let recorded = try recordedTask("sentiment", loaded.directory)
+        let task: SentimentTask
+        if let labels {
+            task = try SentimentTask(commaSeparated: labels, template: promptTemplate ?? recorded?.template ?? SentimentTask.defaultTemplate)
+        } else {
+            task = try SentimentTask(labels: recorded?.labels ?? ["negative", "positive"],
+                                     template: promptTemplate ?? recorded?.template ?? SentimentTask.defaultTemplate)
+        }
         var (examples, malformed) = try task.load(data)
         printSkippedRows(malformed, of: data)
         if maxTokens > 0 { examples = Array(examples.prefix(maxTokens)) }
@@ -115,7 +132,8 @@ struct EvalCommand: AsyncParsableCommand {
 
     func translation(_ format: WeightFormat) throws {
         let loaded = try Checkpoint.load(model, backend: CPUBackend())
-        var (task, pairs, malformed) = try TranslationTask.load(data)
+        let recorded = try recordedTask("translation", loaded.directory)
+        var (task, pairs, malformed) = try TranslationTask.load(data, template: promptTemplate ?? recorded?.template ?? TranslationTask.defaultTemplate)
         printSkippedRows(malformed, of: data)
         if maxTokens > 0 { pairs = Array(pairs.prefix(maxTokens)) }
         if let maxNewTokens, maxNewTokens < 1 { throw ValidationError("--max-new-tokens must be ≥ 1") }

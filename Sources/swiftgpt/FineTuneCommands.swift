@@ -79,27 +79,37 @@ struct SFTCommand: AsyncParsableCommand {
     @Option(help: "Conversations (JSONL), or a TSV with --task.") var data: String
     @Option(help: "Build the conversations from a task TSV: sentiment or translation.") var task: String?
     @Option(help: "sentiment: the label words, in label-index order.") var labels: String = "negative,positive"
+    @Option(help: "The task's user turn, with {text} for the row's text; sentiment may use {labels}, translation {source} and {target} (default: the task's built-in question). Recorded in OUT/task.json for eval.")
+    var promptTemplate: String?
     @Option(help: "Output run folder.") var out: String
     @OptionGroup var options: FineTuneOptions
+
+    func validate() throws {
+        if promptTemplate != nil && task == nil { throw ValidationError("--prompt-template needs --task sentiment or --task translation") }
+    }
 
     func run() async throws {
         let loaded = try Checkpoint.load(model, backend: try options.device.backend())
         let conversations: [[ChatMessage]]
         if let task {
             let malformed: [String]
+            let record: TaskRecord
             switch task {
             case "sentiment":
-                let t = try SentimentTask(commaSeparated: labels)
+                let t = try SentimentTask(commaSeparated: labels, template: promptTemplate ?? SentimentTask.defaultTemplate)
                 let loaded = try t.load(data)
                 conversations = loaded.examples.map(t.conversation)
                 malformed = loaded.malformed
+                record = TaskRecord(task: task, labels: t.labels, template: t.template.text)
             case "translation":
-                let loaded = try TranslationTask.load(data)
+                let loaded = try TranslationTask.load(data, template: promptTemplate ?? TranslationTask.defaultTemplate)
                 conversations = loaded.pairs.map(loaded.task.conversation)
                 malformed = loaded.malformed
+                record = TaskRecord(task: task, template: loaded.task.template.text)
             default: throw ValidationError("unknown --task \(task); available: sentiment, translation")
             }
             printSkippedRows(malformed, of: data)
+            try record.write(toRun: out)
             print("sft --task \(task): \(conversations.count) conversations from \(data)")
         } else {
             let (loaded, report) = try loadConversations(data, strict: options.strict)

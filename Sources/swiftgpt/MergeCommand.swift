@@ -1,4 +1,5 @@
 import ArgumentParser
+import Evaluation
 import Compute
 import Training
 
@@ -32,6 +33,12 @@ struct MergeCommand: AsyncParsableCommand {
         let start = Clock.now()
         let report = try ModelMerge.average(models, weights: weights.isEmpty ? nil : weights, to: out)
         for (source, w) in zip(report.sources, report.weights) { print("  \(fmt(w, 4)) × \(source)") }
+        // Fine-tunes of one task keep their prompt: the soup is asked what its members learned.
+        let records = try report.sources.map { try TaskRecord.find(near: $0)?.record }
+        if let first = records.first ?? nil, records.allSatisfy({ $0 == first }) {
+            try first.write(toRun: out)
+            print("kept the \(first.task) prompt its models were fine-tuned with (\(out)/\(TaskRecord.fileName))")
+        }
         let c = report.config
         print("merged \(report.sources.count) models (\(fmt(Double(report.parameterCount) / 1e6, 2))M parameters: "
               + "\(c.layers) layers, \(c.heads) heads, width \(c.width)) into \(out) in \(fmt(Clock.now() - start, 1)) s")

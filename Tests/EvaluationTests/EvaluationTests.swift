@@ -74,13 +74,44 @@ final class EvaluationTests: XCTestCase {
             ChatMessage(role: .user, content: "Is the sentiment of this text negative or positive?\na fine film ."),
             ChatMessage(role: .assistant, content: "positive"),
         ])
-        let t = TranslationTask(source: "en", target: "de")
+        let t = try TranslationTask(source: "en", target: "de")
         XCTAssertEqual(t.conversation(TranslationPair(source: "A dog.", target: "Ein Hund.", line: 2)), [
             ChatMessage(role: .user, content: "Translate from English to German:\nA dog."),
             ChatMessage(role: .assistant, content: "Ein Hund."),
         ])
-        XCTAssertEqual(TranslationTask(source: "xx", target: "fr").prompt("hi")[0].content, "Translate from xx to French:\nhi")
+        XCTAssertEqual(try TranslationTask(source: "xx", target: "fr").prompt("hi")[0].content, "Translate from xx to French:\nhi")
         XCTAssertThrowsError(try SentimentTask(labels: ["same", "same"]))
+    }
+
+    func testPromptTemplatesRenderTheirPlaceholdersAndRejectTypos() throws {
+        let s = try SentimentTask(labels: ["bad", "good"], template: "{text}\nIs this {labels}?")
+        XCTAssertEqual(s.prompt("a fine film .")[0].content, "a fine film .\nIs this bad or good?")
+        // A text with braces of its own is inserted as it is, not expanded again.
+        XCTAssertEqual(s.prompt("{labels} {text}")[0].content, "{labels} {text}\nIs this bad or good?")
+        let t = try TranslationTask(source: "en", target: "fr", template: "{source} → {target}: {text}")
+        XCTAssertEqual(t.prompt("Hi.")[0].content, "English → French: Hi.")
+        for bad in ["no placeholder", "{txt}", "{text} in {source}"] {
+            XCTAssertThrowsError(try SentimentTask(template: bad), bad) { error in
+                XCTAssertTrue("\(error)".contains("prompt template"), "\(error)")
+            }
+        }
+        XCTAssertThrowsError(try TranslationTask(source: "en", target: "de", template: "{labels}: {text}"))
+    }
+
+    func testTaskRecordIsFoundFromTheRunAndItsCheckpoints() throws {
+        let run = NSTemporaryDirectory() + "swiftgpt-task-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: run) }
+        try FileManager.default.createDirectory(atPath: run + "/best", withIntermediateDirectories: true)
+        XCTAssertNil(try TaskRecord.find(near: run + "/best"))
+        let record = TaskRecord(task: "sentiment", labels: ["negative", "positive"], template: "{text}\nIs it {labels}?")
+        try record.write(toRun: run)
+        XCTAssertEqual(try TaskRecord.find(near: run)?.record, record)
+        XCTAssertEqual(try TaskRecord.find(near: run + "/best")?.record, record)
+        XCTAssertEqual(try TaskRecord.find(near: run + "/best/")?.path, run + "/task.json")
+        try Data("{not json".utf8).write(to: URL(fileURLWithPath: run + "/task.json"))
+        XCTAssertThrowsError(try TaskRecord.find(near: run + "/best")) { error in
+            XCTAssertTrue("\(error)".contains("task.json"), "\(error)")
+        }
     }
 
     func write(_ text: String) throws -> String {
@@ -165,7 +196,7 @@ final class EvaluationTests: XCTestCase {
     func testTranslationProducesOneHypothesisPerSourceAndScoresIt() throws {
         let (model, codec) = try tinyModel()
         let pairs = ["A dog.", "A fine film.", "Ein Hund."].enumerated().map { TranslationPair(source: $0.element, target: "Ein Hund.", line: $0.offset + 2) }
-        let result = try TranslationEvaluation.run(model: model, codec: codec, task: TranslationTask(source: "en", target: "de"),
+        let result = try TranslationEvaluation.run(model: model, codec: codec, task: try TranslationTask(source: "en", target: "de"),
                                                    pairs: pairs, batchSize: 2, maxNewTokens: 6)
         XCTAssertEqual(result.hypotheses.count, 3)
         XCTAssertEqual(result.bleu.score, BLEU.corpusScore(hypotheses: result.hypotheses, references: pairs.map(\.target)).score)
