@@ -79,14 +79,15 @@ public enum SentimentEvaluation {
             for (e, p) in prompts.enumerated() {
                 for k in 1..<K { inference.copySlot(from: e * K, to: e * K + k, length: p.count - 1) }
             }
-            var inputs: [SequenceInput] = [], targets: [[Int32]] = []
+            // (Not `inputs`: that name is the whole list, whose count the progress reports.)
+            var labelInputs: [SequenceInput] = [], targets: [[Int32]] = []
             for (e, p) in prompts.enumerated() {
                 for (k, reply) in replies.enumerated() {
-                    inputs.append(SequenceInput(slot: e * K + k, tokens: [p.last!] + reply.dropLast(), start: p.count - 1))
+                    labelInputs.append(SequenceInput(slot: e * K + k, tokens: [p.last!] + reply.dropLast(), start: p.count - 1))
                     targets.append(Array(reply))
                 }
             }
-            let logps = try inference.logProbabilities(inputs, targets: targets)
+            let logps = try inference.logProbabilities(labelInputs, targets: targets)
             for e in 0..<prompts.count {
                 let s = (0..<K).map { k in logps[e * K + k].reduce(0.0) { $0 + Double($1) } }
                 scores.append(s)

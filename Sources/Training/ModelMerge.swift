@@ -86,7 +86,7 @@ public enum ModelMerge {
                 throw TrainingError.invalidSetting("--out \(output) is or holds one of the models being merged (\(dir)); write the merge to a new folder")
             }
         }
-        let checkpointFiles: Set<String> = ["model.safetensors", "config.json", "tokenizer.json", "merge.json",
+        let checkpointFiles: Set<String> = ["model.safetensors", "config.json", "tokenizer.json", "merge.json", "task.json",
                                             "optimizer.safetensors", "state.json"]
         if let entries = try? FileManager.default.contentsOfDirectory(atPath: output),
            let other = entries.first(where: { !checkpointFiles.contains($0) }) {

@@ -162,7 +162,11 @@ final class EvaluationTests: XCTestCase {
         let examples = ["a fine film .", "a bad film . a bad film .", "film", "a fine bad fine film ."].enumerated().map {
             SentimentExample(text: $0.element, label: $0.offset % 2, line: $0.offset + 2)
         }
-        let result = try SentimentEvaluation.run(model: model, codec: codec, task: task, examples: examples, batchSize: 3)
+        var reported: [[Int]] = []
+        let result = try SentimentEvaluation.run(model: model, codec: codec, task: task, examples: examples, batchSize: 3) {
+            reported.append([$0, $1])
+        }
+        XCTAssertEqual(reported, [[3, 4], [4, 4]], "progress counts examples of the whole set")
         XCTAssertEqual(result.scores.count, examples.count)
         for (e, scores) in zip(examples, result.scores) {
             for (k, label) in task.labels.enumerated() {

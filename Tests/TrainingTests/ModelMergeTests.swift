@@ -79,5 +79,9 @@ final class ModelMergeTests: XCTestCase {
         // An earlier merge is replaced.
         XCTAssertNoThrow(try ModelMerge.average([dir + "/a", dir + "/b"], to: dir + "/again"))
         XCTAssertNoThrow(try ModelMerge.average([dir + "/a", dir + "/b"], weights: [1, 2], to: dir + "/again"))
+        // … also when `merge` kept the models' task prompt there (task.json).
+        try Data("{}".utf8).write(to: URL(fileURLWithPath: dir + "/again/task.json"))
+        XCTAssertNoThrow(try ModelMerge.average([dir + "/a", dir + "/b"], to: dir + "/again"))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/again/task.json"), "the replaced merge's task.json is gone")
     }
 }
