@@ -25,6 +25,9 @@ public struct DataMeta: Codable, Sendable, Equatable {
     public var controlCharactersRemoved: Int
     public var duplicateDocumentsSkipped: Int
     public var valFraction: Double
+    /// The document (1-based, in input order) in which the validation split begins: documents
+    /// from there on are not trained on. nil in folders prepared before it was recorded.
+    public var valFirstDocument: Int?
 
     enum CodingKeys: String, CodingKey {
         case tokenizer, documents, sources
@@ -37,6 +40,7 @@ public struct DataMeta: Codable, Sendable, Equatable {
         case controlCharactersRemoved = "control_characters_removed"
         case duplicateDocumentsSkipped = "duplicate_documents_skipped"
         case valFraction = "val_fraction"
+        case valFirstDocument = "val_first_document"
     }
 }
 
@@ -99,6 +103,7 @@ public struct DataPreparation {
         var documents: [String] = []  // only kept for character vocabularies
         var current = ""
         var ids: [Int32] = []
+        var documentStarts: [Int] = []  // token offset of each document's first token
         var documentCount = 0
         let codecFromFile: TextCodec? = try tokenizerPath.map { try TextCodec.load(path: $0) }
 
@@ -112,6 +117,7 @@ public struct DataPreparation {
             documentCount += 1
             if let codec = codecFromFile {
                 if let eot = codec.endOfText, !ids.isEmpty { ids.append(eot) }
+                documentStarts.append(ids.count)
                 ids += try codec.encode(text)
             } else {
                 documents.append(text)
@@ -134,12 +140,14 @@ public struct DataPreparation {
             var scalars = Set<Unicode.Scalar>()
             for d in documents { for s in d.unicodeScalars { scalars.insert(s) } }
             codec = .characters(CharacterVocabulary(scalars: scalars))
-            for d in documents { ids += try codec.encode(d) }
+            for d in documents { documentStarts.append(ids.count); ids += try codec.encode(d) }
         }
         guard ids.count >= 2 else { throw TrainingError.badData(path: inputs.joined(separator: ", "), reason: "fewer than 2 tokens after cleaning") }
         let valCount = Int((Double(ids.count) * valFraction).rounded())
         let trainIDs = Array(ids[0..<(ids.count - valCount)])
         let valIDs = Array(ids[(ids.count - valCount)...])
+        // The last document starting at or before the split (a document may straddle it).
+        let valFirstDocument = valCount == 0 ? nil : documentStarts.lastIndex(where: { $0 <= ids.count - valCount }).map { $0 + 1 }
         try TokenShard.write(trainIDs, vocabularySize: codec.vocabularySize, to: outputDirectory + "/train.bin")
         try TokenShard.write(valIDs, vocabularySize: codec.vocabularySize, to: outputDirectory + "/val.bin")
         try codec.save(to: outputDirectory + "/tokenizer.json")
@@ -147,7 +155,7 @@ public struct DataPreparation {
                             trainTokens: trainIDs.count, valTokens: valIDs.count, documents: documentCount,
                             sources: reader.files, inputBytes: reader.totalBytes, invalidBytesDropped: cleaner.invalidBytes,
                             controlCharactersRemoved: cleaner.controls, duplicateDocumentsSkipped: duplicates,
-                            valFraction: valFraction)
+                            valFraction: valFraction, valFirstDocument: valFirstDocument)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
         try AtomicFile.write(try encoder.encode(meta), to: outputDirectory + "/meta.json")

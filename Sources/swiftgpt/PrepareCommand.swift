@@ -40,5 +40,10 @@ struct PrepareCommand: AsyncParsableCommand {
               + "vocabulary \(meta.vocabularySize) (\(meta.tokenizerKind)) in \(fmt(Clock.now() - start)) s; "
               + "dropped \(meta.invalidBytesDropped) invalid bytes, \(meta.controlCharactersRemoved) control characters, "
               + "\(meta.duplicateDocumentsSkipped) duplicate documents; wrote \(output)")
+        if let first = meta.valFirstDocument {
+            // The split is by position: say which documents training will not (fully) see.
+            print("validation split: the last \(meta.valTokens) tokens, from document \(first) of \(meta.documents) (input order) "
+                  + "to the end; training does not see them — list text meant for training first, or change --val-fraction")
+        }
     }
 }

@@ -46,6 +46,7 @@ final class DataPreparationTests: XCTestCase {
         let train = try TokenShard.read(dir + "/out/train.bin"), val = try TokenShard.read(dir + "/out/val.bin")
         XCTAssertEqual(try codec.decode(train + val), "hello\nworld!\nok\nabcxyz")
         XCTAssertEqual(val.count, Int((Double(train.count + val.count) * 0.25).rounded()))
+        XCTAssertEqual(meta.valFirstDocument, 2, "the 6 validation tokens are the documents abc and xyz")
         XCTAssertEqual(try DataPreparation.loadMeta(dir + "/out"), meta)
     }
 
@@ -58,9 +59,12 @@ final class DataPreparationTests: XCTestCase {
         try "{\"text\": \"the cat\"}\n{\"text\": \"sat on the mat\"}\n".write(toFile: dir + "/d.jsonl", atomically: true, encoding: .utf8)
         var job = DataPreparation(inputs: [dir + "/d.jsonl"], outputDirectory: dir + "/out", tokenizerPath: dir + "/tok.json")
         job.valFraction = 0
-        _ = try job.run()
+        XCTAssertNil(try job.run().valFirstDocument, "no validation split")
         let ids = try TokenShard.read(dir + "/out/train.bin")
         XCTAssertEqual(try bpe.decode(ids), "the cat<|endoftext|>sat on the mat")
+        // A split inside the second document (it starts after the first's 2 tokens and <|endoftext|>).
+        job.valFraction = 0.3
+        XCTAssertEqual(try job.run().valFirstDocument, 2)
     }
 
     func testMissingAndEmptyInputsAreClearErrors() throws {
