@@ -155,6 +155,12 @@ public struct FineTuneConfig: Sendable, Equatable {
     /// over the pairs), as in RPO (Pang et al., 2024). DPO alone can lower the chosen replies'
     /// likelihood along with the rejected ones'; this term holds it up. 0: plain DPO.
     public var nllWeight: Float = 0
+    /// DPO: the loss on a pair's log-ratio difference (see `PreferenceLoss`).
+    public var preferenceLoss: PreferenceLoss = .sigmoid
+    /// DPO (sigmoid loss): the probability ε that a pair's label is flipped — conservative DPO
+    /// (Mitchell, 2023), TRL's `label_smoothing`. The loss becomes (1−ε)·(−log σ(z)) + ε·(−log σ(−z)),
+    /// so a pair the policy already ranks by a wide margin stops pulling. 0: plain DPO.
+    public var labelSmoothing: Float = 0
     /// DPO: a pair longer than the context keeps the end of its prompt (true) or is skipped.
     public var truncatePrompts = true
     public var maxSeconds: Double = 0
@@ -179,6 +185,12 @@ public struct FineTuneConfig: Sendable, Equatable {
         guard valFraction >= 0 && valFraction < 1 else { throw TrainingError.invalidSetting("val fraction must be in [0, 1)") }
         guard beta > 0 && beta.isFinite else { throw TrainingError.invalidSetting("DPO beta must be positive") }
         guard nllWeight >= 0 && nllWeight.isFinite else { throw TrainingError.invalidSetting("the DPO NLL weight must be ≥ 0, got \(nllWeight)") }
+        guard labelSmoothing >= 0 && labelSmoothing < 0.5 else {
+            throw TrainingError.invalidSetting("label smoothing is the chance that a preference label is wrong and must be in [0, 0.5), got \(labelSmoothing)")
+        }
+        if labelSmoothing > 0 && preferenceLoss != .sigmoid {
+            throw TrainingError.invalidSetting("label smoothing applies to the sigmoid DPO loss only, not \(preferenceLoss.rawValue)")
+        }
         guard warmup >= 0, evalEvery >= 0, gradClip >= 0 else { throw TrainingError.invalidSetting("warmup, eval-every and grad-clip must be ≥ 0") }
         if let dropout, !(dropout >= 0 && dropout < 1) { throw TrainingError.invalidSetting("dropout must be in [0, 1), got \(dropout)") }
         guard promptLossWeight >= 0 && promptLossWeight.isFinite else {

@@ -2,7 +2,8 @@
 // rejected y_r, with log-probabilities summed over the response tokens (the reply and its <|end|>):
 //   z = β·((log π(y_c|x) − log π_ref(y_c|x)) − (log π(y_r|x) − log π_ref(y_r|x))),  loss = −log σ(z).
 // Since log π(y|x) = −Σ token losses, dloss/d(token loss) = +β·σ(−z) on chosen tokens and −β·σ(−z)
-// on rejected ones: those are the per-token loss weights handed to the model's backward.
+// on rejected ones: those are the per-token loss weights handed to the model's backward. The other
+// losses (`PreferenceLoss`: label-smoothed sigmoid, IPO, hinge) only change that per-pair slope.
 // With an NLL weight α (RPO), the loss adds α·(−log π(y_c|x))/|y_c| averaged over the pairs, which
 // adds α/|y_c| to each chosen reply token's weight.
 
@@ -10,6 +11,33 @@ import Compute
 import Foundation
 import Model
 import Tokenizer
+
+/// The loss on a pair's log-ratio difference h = (log π − log π_ref)(chosen) − (log π − log π_ref)(rejected)
+/// (summed over the reply tokens), with z = β·h.
+public enum PreferenceLoss: String, CaseIterable, Sendable, Codable {
+    /// DPO (Rafailov et al., 2023): −log σ(z); with label smoothing ε, (1−ε)·(−log σ(z)) + ε·(−log σ(−z)).
+    case sigmoid
+    /// IPO (Azar et al., 2023): (h − 1/(2β))², which holds each margin at 1/(2β) instead of pushing it
+    /// without end — meant for preferences that a model can fit exactly, and so overfit.
+    case ipo
+    /// SLiC's hinge (Zhao et al., 2023): max(0, 1 − z).
+    case hinge
+
+    /// The loss and its derivative with respect to h.
+    public func evaluate(h: Double, beta: Double, labelSmoothing: Double = 0) -> (loss: Double, slope: Double) {
+        let z = beta * h
+        switch self {
+        case .sigmoid:
+            let e = labelSmoothing
+            return ((1 - e) * softplus(-z) + e * softplus(z), beta * (-(1 - e) * Training.sigmoid(-z) + e * Training.sigmoid(z)))
+        case .ipo:
+            let d = h - 1 / (2 * beta)
+            return (d * d, 2 * d)
+        case .hinge:
+            return z < 1 ? (1 - z, -beta) : (0, 0)
+        }
+    }
+}
 
 /// A preference pair as token rows: prompt + reply, and the index where the reply starts.
 struct EncodedPair {
@@ -167,16 +195,19 @@ public enum PreferenceOptimization {
     /// backward that adds dLoss/dθ (mean over the pairs) to the gradients. Returns the summed loss
     /// (DPO plus the NLL term when `nllWeight` > 0), the pairs with z > 0 and the summed z.
     static func accumulateGradients(model: GPT, pairs: [EncodedPair], reference: [(Double, Double)], beta: Double, nllWeight: Double = 0,
+                                    loss kind: PreferenceLoss = .sigmoid, labelSmoothing: Double = 0,
                                     T: Int, pad: Int32, rows: inout PaddedRows) throws -> (loss: Double, wins: Int, margin: Double) {
         let P = pairs.count
         let policy = try replyLogProbabilities(model: model, pairs: pairs, rowsPerBatch: P, T: T, pad: pad)
         var loss = 0.0, wins = 0, margin = 0.0
         for (k, p) in pairs.enumerated() {
-            let z = beta * ((policy[k].0 - reference[k].0) - (policy[k].1 - reference[k].1))
-            loss += softplus(-z)
+            let h = (policy[k].0 - reference[k].0) - (policy[k].1 - reference[k].1), z = beta * h
+            let (l, slope) = kind.evaluate(h: h, beta: beta, labelSmoothing: labelSmoothing)
+            loss += l
             margin += z
             if z > 0 { wins += 1 }
-            let coefficient = Float(beta * sigmoid(-z) / Double(P))
+            // log π(chosen) = −Σ token losses, so dL/d(chosen token loss) = −dL/dh, and +dL/dh on rejected tokens.
+            let coefficient = Float(-slope / Double(P))
             let replyTokens = Double(max(1, p.chosen.count - p.chosenStart))
             loss += nllWeight * -policy[k].0 / replyTokens
             let chosenWeight = coefficient + Float(nllWeight / (replyTokens * Double(P)))
@@ -211,7 +242,8 @@ public enum PreferenceOptimization {
         let refStart = MonotonicClock.now()
         let refLogps = try replyLogProbabilities(model: reference ?? model, pairs: encoded, rowsPerBatch: P, T: T, pad: pad)
         log("dpo: \(encoded.count - valCount) train + \(valCount) held-out pairs (\(truncated) with the start of the prompt cut, \(skipped) skipped: longer than \(limit) tokens), "
-            + "β \(config.beta)" + (config.nllWeight > 0 ? ", NLL weight \(config.nllWeight)" : "") + ", batch \(P) pairs × \(T) tokens; reference log-probabilities in \(String(format: "%.1f", MonotonicClock.now() - refStart)) s")
+            + (config.preferenceLoss == .sigmoid ? "" : "\(config.preferenceLoss.rawValue) loss, ")
+            + "β \(config.beta)" + (config.labelSmoothing > 0 ? ", label smoothing \(config.labelSmoothing)" : "") + (config.nllWeight > 0 ? ", NLL weight \(config.nllWeight)" : "") + ", batch \(P) pairs × \(T) tokens; reference log-probabilities in \(String(format: "%.1f", MonotonicClock.now() - refStart)) s")
         let trainIdx = Array(0..<(encoded.count - valCount)), valIdx = Array((encoded.count - valCount)..<encoded.count)
         let stepsPerEpoch = max(1, trainIdx.count / P)
         let total = config.iterations > 0 ? config.iterations : max(1, Int((Double(stepsPerEpoch) * config.epochs).rounded()))
@@ -226,8 +258,8 @@ public enum PreferenceOptimization {
             let logps = try replyLogProbabilities(model: model, pairs: valIdx.map { encoded[$0] }, rowsPerBatch: P, T: T, pad: pad)
             var loss = 0.0, wins = 0, margin = 0.0
             for (k, i) in valIdx.enumerated() {
-                let z = beta * ((logps[k].0 - refLogps[i].0) - (logps[k].1 - refLogps[i].1))
-                loss += softplus(-z)
+                let h = (logps[k].0 - refLogps[i].0) - (logps[k].1 - refLogps[i].1), z = beta * h
+                loss += config.preferenceLoss.evaluate(h: h, beta: beta, labelSmoothing: Double(config.labelSmoothing)).loss
                 margin += z
                 if z > 0 { wins += 1 }
             }
@@ -250,7 +282,8 @@ public enum PreferenceOptimization {
             try model.zeroGradients()
             let (sum, wins, margin) = try accumulateGradients(model: model, pairs: batch.map { encoded[$0] },
                                                               reference: batch.map { refLogps[$0] }, beta: beta,
-                                                              nllWeight: Double(config.nllWeight), T: T, pad: pad, rows: &rows)
+                                                              nllWeight: Double(config.nllWeight), loss: config.preferenceLoss,
+                                                              labelSmoothing: Double(config.labelSmoothing), T: T, pad: pad, rows: &rows)
             let loss = sum / Double(P)
             guard loss.isFinite else { throw TrainingError.nonFiniteLoss(step: step + 1, lastCheckpoint: nil) }
             let lr = config.learningRate(step: step, total: total)

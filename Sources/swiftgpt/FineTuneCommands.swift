@@ -132,7 +132,8 @@ struct DPOCommand: AsyncParsableCommand {
             is used when present), "chosen" and "rejected" (assistant replies). The reference is the \
             starting checkpoint (or --reference, which must have the same configuration); its \
             log-probabilities are computed once. Loss: −log σ(β·(Δ chosen − Δ rejected)) on summed \
-            log-probabilities of the reply tokens. Logs loss, reward accuracy and margins on held-out \
+            log-probabilities of the reply tokens (--label-smoothing: conservative DPO; --loss ipo or \
+            hinge: IPO or SLiC). Logs loss, reward accuracy and margins on held-out \
             pairs; writes OUT/best, OUT/last, metrics.jsonl and loss.svg.
             """
     )
@@ -144,10 +145,19 @@ struct DPOCommand: AsyncParsableCommand {
     @Option(help: "Reference model (default: the starting checkpoint).") var reference: String?
     @Option(help: "Weight of an added NLL loss on the chosen replies (RPO; 0: plain DPO). Keeps DPO from lowering the chosen replies' likelihood.")
     var nllWeight: Float = 0
+    @Option(help: "The preference loss: sigmoid (DPO), ipo ((h − 1/(2β))², IPO) or hinge (max(0, 1 − β·h), SLiC), where h is the chosen reply's log-ratio to the reference minus the rejected one's.")
+    var loss: PreferenceLoss = .sigmoid
+    @Option(help: "sigmoid loss: the assumed chance ε that a label is wrong (conservative DPO; 0: plain DPO).") var labelSmoothing: Float = 0
     @Flag(help: "Skip pairs longer than the context instead of cutting them (end of the prompt, start of the replies).") var skipLongPairs = false
     @OptionGroup var options: FineTuneOptions
 
     func validate() throws {
+        if labelSmoothing != 0 && loss != .sigmoid {
+            throw ValidationError("--label-smoothing applies to the sigmoid loss only; drop it or use --loss sigmoid")
+        }
+        if !(labelSmoothing >= 0 && labelSmoothing < 0.5) {
+            throw ValidationError("--label-smoothing is the chance that a label is wrong: give a value in [0, 0.5), not \(labelSmoothing)")
+        }
         if options.promptLossWeight != 0 {
             throw ValidationError("--prompt-loss-weight is for sft (DPO's loss covers the replies only); drop it or use --nll-weight")
         }
@@ -162,6 +172,8 @@ struct DPOCommand: AsyncParsableCommand {
         var config = options.config(defaultLR: 5e-6)
         config.beta = beta
         config.nllWeight = nllWeight
+        config.preferenceLoss = loss
+        config.labelSmoothing = labelSmoothing
         config.truncatePrompts = !skipLongPairs
         let summary = try PreferenceOptimization.run(model: loaded.model, reference: ref, codec: loaded.codec, pairs: pairs,
                                                      config: config, directory: out)
@@ -171,3 +183,5 @@ struct DPOCommand: AsyncParsableCommand {
               + "; wrote \(out)")
     }
 }
+
+extension PreferenceLoss: ExpressibleByArgument {}

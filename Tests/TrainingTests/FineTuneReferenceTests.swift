@@ -146,6 +146,52 @@ final class FineTuneReferenceTests: XCTestCase {
         try assertGradients(policy, file, "rpo")
     }
 
+    /// Label-smoothed DPO, IPO and the hinge loss: their values and their derivatives with respect to
+    /// the summed reply log-probabilities as PyTorch's autograd gives them, and (label smoothing) the
+    /// gradient that reaches a weight matrix through the model's backward.
+    func testOtherPreferenceLossesMatchPyTorch() throws {
+        let file = try fixture()
+        let policy = try load(file, prefix: "transformer."), reference = try load(file, prefix: "ref.transformer.")
+        let encoded = try pairs(file)
+        let ref = try replyLogProbabilities(model: reference, pairs: encoded, rowsPerBatch: 3, T: 16, pad: 0)
+        let pol = try replyLogProbabilities(model: policy, pairs: encoded, rowsPerBatch: 3, T: 16, pad: 0)
+        let beta = Double(try file.floats("beta")[0]), epsilon = Double(try file.floats("label_smoothing")[0])
+        for (kind, loss, smoothing) in [("cdpo", PreferenceLoss.sigmoid, epsilon), ("ipo", .ipo, 0), ("hinge", .hinge, 0)] {
+            let dChosen = try file.floats("\(kind)_dchosen"), dRejected = try file.floats("\(kind)_drejected")
+            var total = 0.0
+            for k in 0..<3 {
+                let h = (pol[k].0 - ref[k].0) - (pol[k].1 - ref[k].1)
+                let (l, slope) = loss.evaluate(h: h, beta: beta, labelSmoothing: smoothing)
+                total += l / 3
+                XCTAssertEqual(slope / 3, Double(dChosen[k]), accuracy: 1e-4 * max(1, abs(Double(dChosen[k]))), "\(kind) dL/dlogπ(chosen) of pair \(k)")
+                XCTAssertEqual(-slope / 3, Double(dRejected[k]), accuracy: 1e-4 * max(1, abs(Double(dRejected[k]))), "\(kind) dL/dlogπ(rejected) of pair \(k)")
+            }
+            XCTAssertEqual(total, Double(try file.floats("\(kind)_loss")[0]), accuracy: 1e-4 * max(1, total), kind)
+            var rows = PaddedRows(rows: 6, T: 16)
+            try policy.zeroGradients()
+            let (sum, _, _) = try PreferenceOptimization.accumulateGradients(model: policy, pairs: encoded, reference: ref, beta: beta, loss: loss,
+                                                                            labelSmoothing: smoothing, T: 16, pad: 0, rows: &rows)
+            XCTAssertEqual(sum / 3, total, accuracy: 1e-6 * max(1, total), "\(kind): the training step reports the same loss")
+            if kind == "cdpo" {
+                let entry = try XCTUnwrap(policy.parameters.entries.first { $0.name == "h.1.mlp.c_proj.weight" })
+                let ours = policy.oursToHuggingFace(entry, policy.gradient(entry.name)!).values
+                let theirs = try file.floats("grad.cdpo.transformer.h.1.mlp.c_proj.weight")
+                var scale: Float = 1e-6
+                for v in theirs { scale = max(scale, abs(v)) }
+                XCTAssertEqual(ours.count, theirs.count)
+                for i in theirs.indices where abs(ours[i] - theirs[i]) > 2e-4 * scale {
+                    XCTFail("label-smoothed DPO gradient of h.1.mlp.c_proj.weight[\(i)]: \(ours[i]) against \(theirs[i])"); break
+                }
+            }
+        }
+        var config = FineTuneConfig()
+        config.labelSmoothing = 0.5
+        XCTAssertThrowsError(try config.validate()) { XCTAssertTrue("\($0)".contains("[0, 0.5)"), "\($0)") }
+        config.labelSmoothing = 0.1
+        config.preferenceLoss = .ipo
+        XCTAssertThrowsError(try config.validate()) { XCTAssertTrue("\($0)".contains("sigmoid"), "\($0)") }
+    }
+
     func testPreferenceFilesReportBadLinesWithTheirNumbers() throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("swiftgpt-pref-\(getpid())")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)

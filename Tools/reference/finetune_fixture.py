@@ -10,6 +10,9 @@ Writes Tests/TrainingTests/Fixtures/finetune_tiny.safetensors with:
     reference log-probabilities, and the DPO gradients (grad.dpo.<name>),
   * rpo_loss: the DPO loss plus ALPHA times the chosen replies' negative log-likelihood per reply
     token (averaged over the pairs), and its gradients (grad.rpo.<name>).
+  * cdpo_loss (label smoothing EPSILON), ipo_loss and hinge_loss with their derivatives with respect
+    to the summed reply log-probabilities (<kind>_dchosen, <kind>_drejected), and the label-smoothed
+    loss's gradient of one weight matrix (grad.cdpo.<name>).
 
 Float64 math, float32 storage. Deterministic (seed 4242). Needs torch, transformers, safetensors.
 
@@ -87,6 +90,32 @@ rpo = -F.logsigmoid(z).mean() + ALPHA * (-pc / mask.sum(1)).mean()
 rpo.backward()
 for n, p in params.items():
     tensors["grad.rpo." + n] = p.grad.detach().float().contiguous()
+# The other preference losses on the same pairs, as functions of the summed reply log-probabilities:
+# h = (pc - rc) - (pr - rr). Their gradients through the model differ from DPO's only by the per-pair
+# slope dL/dh, so the fixture keeps the loss, dL/dpc and dL/dpr (a few numbers each) and the full
+# gradient of one weight matrix for label-smoothed DPO.
+EPSILON = 0.2
+GRAD_PARAM = "transformer.h.1.mlp.c_proj.weight"
+for kind in ("cdpo", "ipo", "hinge"):
+    policy.zero_grad()
+    pc = (token_logps(policy, chosen) * mask).sum(1)
+    pr = (token_logps(policy, rejected) * mask).sum(1)
+    pc.retain_grad()
+    pr.retain_grad()
+    h = (pc - rc) - (pr - rr)
+    if kind == "cdpo":
+        loss = (-(1 - EPSILON) * F.logsigmoid(BETA * h) - EPSILON * F.logsigmoid(-BETA * h)).mean()
+    elif kind == "ipo":
+        loss = ((h - 1 / (2 * BETA)) ** 2).mean()
+    else:
+        loss = torch.relu(1 - BETA * h).mean()
+    loss.backward()
+    tensors[f"{kind}_loss"] = loss.detach().float().reshape(1)
+    tensors[f"{kind}_dchosen"] = pc.grad.detach().float()
+    tensors[f"{kind}_drejected"] = pr.grad.detach().float()
+    if kind == "cdpo":
+        tensors["grad.cdpo." + GRAD_PARAM] = params[GRAD_PARAM].grad.detach().float().contiguous()
+tensors["label_smoothing"] = torch.tensor([EPSILON], dtype=torch.float32)
 for n, p in reference.named_parameters():
     tensors["ref." + n] = p.detach().float().contiguous()
 tensors.update({
@@ -100,4 +129,5 @@ tensors.update({
 tensors = {k: v for k, v in tensors.items() if "lm_head" not in k}
 OUT.parent.mkdir(parents=True, exist_ok=True)
 save_file(tensors, str(OUT))
-print(f"wrote {OUT}: sft_loss {sft.item():.6f}, dpo_loss {dpo.item():.6f}, rpo_loss {rpo.item():.6f}")
+print(f"wrote {OUT}: sft_loss {sft.item():.6f}, dpo_loss {dpo.item():.6f}, rpo_loss {rpo.item():.6f}, "
+      f"cdpo/ipo/hinge {tensors['cdpo_loss'].item():.6f} / {tensors['ipo_loss'].item():.6f} / {tensors['hinge_loss'].item():.6f}")
