@@ -34,6 +34,8 @@ public final class GPT: @unchecked Sendable {
     public private(set) var batchSize = 0
     public private(set) var sequenceLength = 0
     private var lastForwardHadGradient = false
+    /// The last forward had targets (its per-token losses are in the activations).
+    private var lastForwardHadTargets = false
     /// True while every gradient is known to be 0 (the last update zeroed them as it read them), so
     /// `zeroGradients()` has nothing to do.
     private var gradientsAreZero = false
@@ -242,6 +244,7 @@ public final class GPT: @unchecked Sendable {
         be.matmulForward(out: logits, input: lnf, weight: par[ix.head], bias: nil, N: N, C: C, OC: Vp)
         lastDropoutSeed = dropoutSeed
         lastForwardHadGradient = false
+        lastForwardHadTargets = targetIds != nil
         guard let targetIds else { return .nan }
         be.uploadTokens(targetIds, to: targets!)
         if let lossWeights { be.upload(lossWeights, to: weightBuffer) }
@@ -317,6 +320,28 @@ public final class GPT: @unchecked Sendable {
         var out = [Float](repeating: 0, count: V)
         out.withUnsafeMutableBufferPointer { backend.download(buffer, into: $0) }
         return out
+    }
+
+    /// Weighs the tokens of the last forward after the fact: that forward ran with targets and without
+    /// weights, and its logits become the gradient of Σ weights·loss, exactly as a forward with these
+    /// weights would have left them, ready for `backward()` — without running the model again. DPO
+    /// uses it: a reply's weight depends on the log-probabilities of that same forward.
+    /// Returns Σ weights·loss.
+    @discardableResult
+    public func applyLossWeights(_ lossWeights: UnsafeBufferPointer<Float>) throws -> Float {
+        precondition(lastForwardHadTargets && !lastForwardHadGradient,
+                     "applyLossWeights needs a forward with targets and without weights just before")
+        let N = batchSize * sequenceLength
+        guard lossWeights.count == N else { throw ModelError.shapeMismatch("expected \(N) loss weights, got \(lossWeights.count)") }
+        let f = 2 + 13 * config.layers, acts = activations!
+        let logits = acts[f + 3], losses = acts[f + 4], weightBuffer = acts[f + 5]
+        backend.upload(lossWeights, to: weightBuffer)
+        backend.crossEntropyForward(losses: losses, logits: logits, targets: targets!, weights: weightBuffer,
+                                    N: N, V: config.vocabSize, Vp: config.paddedVocabSize)
+        lastForwardHadGradient = true
+        var total: Double = 0
+        for i in 0..<N { total += Double(lossWeights[i]) * Double(hostLosses[i]) }
+        return Float(total)
     }
 
     /// Per-token losses of the last forward with targets, (B, T).

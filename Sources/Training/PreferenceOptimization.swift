@@ -80,6 +80,13 @@ let minimumPromptTokens = 16
 /// Summed log-probabilities of the reply tokens of each row (chosen and rejected of every pair).
 func replyLogProbabilities(model: GPT, pairs: [EncodedPair], rowsPerBatch P: Int, T: Int, pad: Int32) throws -> [(Double, Double)] {
     var rows = PaddedRows(rows: 2 * P, T: T)
+    return try replyLogProbabilities(model: model, pairs: pairs, rowsPerBatch: P, T: T, pad: pad, rows: &rows)
+}
+
+/// As above, in the caller's `rows`: after the call they hold the last batch's tokens, targets and
+/// reply masks (chosen rows first, then rejected).
+func replyLogProbabilities(model: GPT, pairs: [EncodedPair], rowsPerBatch P: Int, T: Int, pad: Int32,
+                           rows: inout PaddedRows) throws -> [(Double, Double)] {
     var out: [(Double, Double)] = []
     var i = 0
     while i < pairs.count {
@@ -198,7 +205,9 @@ public enum PreferenceOptimization {
                                     loss kind: PreferenceLoss = .sigmoid, labelSmoothing: Double = 0,
                                     T: Int, pad: Int32, rows: inout PaddedRows) throws -> (loss: Double, wins: Int, margin: Double) {
         let P = pairs.count
-        let policy = try replyLogProbabilities(model: model, pairs: pairs, rowsPerBatch: P, T: T, pad: pad)
+        // One forward gives the reply log-probabilities; its logits then become the gradient of the
+        // weighted loss (`applyLossWeights`), so the model runs forward once per step, not twice.
+        let policy = try replyLogProbabilities(model: model, pairs: pairs, rowsPerBatch: P, T: T, pad: pad, rows: &rows)
         var loss = 0.0, wins = 0, margin = 0.0
         for (k, p) in pairs.enumerated() {
             let h = (policy[k].0 - reference[k].0) - (policy[k].1 - reference[k].1), z = beta * h
@@ -211,14 +220,13 @@ public enum PreferenceOptimization {
             let replyTokens = Double(max(1, p.chosen.count - p.chosenStart))
             loss += nllWeight * -policy[k].0 / replyTokens
             let chosenWeight = coefficient + Float(nllWeight / (replyTokens * Double(P)))
-            rows.set(row: k, T: T, ids: p.chosen, mask: replyMask(p.chosen.count, p.chosenStart).map { $0 * chosenWeight }, pad: pad)
-            rows.set(row: P + k, T: T, ids: p.rejected, mask: replyMask(p.rejected.count, p.rejectedStart).map { -$0 * coefficient }, pad: pad)
-        }
-        try rows.tokens.withUnsafeBufferPointer { tk in
-            try rows.targets.withUnsafeBufferPointer { tg in
-                try rows.weights.withUnsafeBufferPointer { w in _ = try model.forward(tokens: tk, targets: tg, weights: w, batchSize: 2 * P, sequenceLength: T) }
+            // The rows hold the reply masks (0/1) from the forward above; scale them in place.
+            for t in 0..<T {
+                rows.weights[k * T + t] *= chosenWeight
+                rows.weights[(P + k) * T + t] *= -coefficient
             }
         }
+        try rows.weights.withUnsafeBufferPointer { w in _ = try model.applyLossWeights(w) }
         try model.backward()
         return (loss, wins, margin)
     }
