@@ -233,8 +233,9 @@ public enum PreferenceOptimization {
 
     /// Trains `model` (the policy) with DPO against `reference` (default: the policy's own starting
     /// weights, evaluated before the first update). Writes RUN/last, RUN/best, metrics.jsonl, loss.svg.
-    public static func run(model: GPT, reference: GPT? = nil, codec: TextCodec, pairs: [PreferencePair], config: FineTuneConfig,
-                           directory: String, log: (String) -> Void = { print($0) }) throws -> FineTuneSummary {
+    /// `validation`: held-out pairs to evaluate on instead of `config.valFraction` of `pairs`.
+    public static func run(model: GPT, reference: GPT? = nil, codec: TextCodec, pairs: [PreferencePair], validation: [PreferencePair]? = nil,
+                           config: FineTuneConfig, directory: String, log: (String) -> Void = { print($0) }) throws -> FineTuneSummary {
         try config.validate()
         if let reference, reference.config != model.config {
             throw TrainingError.configMismatch("the reference model's configuration differs from the policy's; DPO needs the same architecture (use the SFT checkpoint the policy starts from)")
@@ -243,7 +244,16 @@ public enum PreferenceOptimization {
         var (encoded, skipped, truncated) = try encodePairs(pairs, format: format, maxLength: limit, truncatePrompts: config.truncatePrompts)
         guard encoded.count >= 2 else { throw TrainingError.invalidSetting("only \(encoded.count) usable preference pairs fit the context of \(model.config.contextLength)") }
         encoded = seededShuffle(encoded, seed: config.seed)
-        let valCount = config.valFraction > 0 ? max(1, Int(Double(encoded.count) * config.valFraction)) : 0
+        var valCount = config.valFraction > 0 ? max(1, Int(Double(encoded.count) * config.valFraction)) : 0
+        if let validation {
+            // The held-out pairs go last, where the split below looks for them.
+            let (held, heldSkipped, heldTruncated) = try encodePairs(validation, format: format, maxLength: limit, truncatePrompts: config.truncatePrompts)
+            guard !held.isEmpty else { throw TrainingError.invalidSetting("none of the \(validation.count) held-out pairs fits the context of \(model.config.contextLength)") }
+            encoded += held
+            valCount = held.count
+            skipped += heldSkipped
+            truncated += heldTruncated
+        }
         let T = max(1, min(model.config.contextLength, encoded.map { max($0.chosen.count, $0.rejected.count) }.max()! - 1))
         let P = min(config.batchSize, encoded.count - valCount)
         // Reference log-probabilities, once, with the frozen reference weights.

@@ -145,6 +145,7 @@ struct DPOCommand: AsyncParsableCommand {
     @Option(help: "Reference model (default: the starting checkpoint).") var reference: String?
     @Option(help: "Weight of an added NLL loss on the chosen replies (RPO; 0: plain DPO). Keeps DPO from lowering the chosen replies' likelihood.")
     var nllWeight: Float = 0
+    @Option(help: "Held-out pairs (JSONL) to evaluate on, instead of --val-fraction of --data.") var valData: String?
     @Option(help: "The preference loss: sigmoid (DPO), ipo ((h − 1/(2β))², IPO) or hinge (max(0, 1 − β·h), SLiC), where h is the chosen reply's log-ratio to the reference minus the rejected one's.")
     var loss: PreferenceLoss = .sigmoid
     @Option(help: "sigmoid loss: the assumed chance ε that a label is wrong (conservative DPO; 0: plain DPO).") var labelSmoothing: Float = 0
@@ -169,6 +170,12 @@ struct DPOCommand: AsyncParsableCommand {
         let ref = try reference.map { try Checkpoint.load($0, backend: backend).model }
         let (pairs, report) = try loadPreferencePairs(data, strict: options.strict)
         printJSONLReport(report, path: data, what: "pairs with an empty or identical reply")
+        var heldOut: [PreferencePair]? = nil
+        if let valData {
+            let (held, heldReport) = try loadPreferencePairs(valData, strict: options.strict)
+            printJSONLReport(heldReport, path: valData, what: "pairs with an empty or identical reply")
+            heldOut = held
+        }
         var config = options.config(defaultLR: 5e-6)
         config.beta = beta
         config.nllWeight = nllWeight
@@ -176,7 +183,7 @@ struct DPOCommand: AsyncParsableCommand {
         config.labelSmoothing = labelSmoothing
         config.truncatePrompts = !skipLongPairs
         let summary = try PreferenceOptimization.run(model: loaded.model, reference: ref, codec: loaded.codec, pairs: pairs,
-                                                     config: config, directory: out)
+                                                     validation: heldOut, config: config, directory: out)
         print("dpo: \(summary.steps) steps in \(fmt(summary.seconds)) s; final loss \(fmt(summary.finalTrainLoss, 4))"
               + (summary.rewardAccuracy.map { ", held-out reward accuracy \(fmt(100 * $0))%" } ?? "")
               + (summary.rewardMargin.map { ", margin \(fmt($0, 3))" } ?? "")

@@ -305,6 +305,32 @@ final class EvaluationTests: XCTestCase {
         }
     }
 
+    /// `dpo --val-data`: the held-out pairs come from their own file (all of --data is trained on),
+    /// and the reported held-out reward accuracy is theirs, as `eval --task preference` scores them.
+    func testDPOEvaluatesOnGivenHeldOutPairs() throws {
+        let pairs = [PreferencePair(prompt: [ChatMessage(role: .user, content: "a film")], chosen: "positive", rejected: "negative"),
+                     PreferencePair(prompt: [ChatMessage(role: .user, content: "film")], chosen: "fine", rejected: "bad"),
+                     PreferencePair(prompt: [ChatMessage(role: .user, content: "a fine film")], chosen: "fine", rejected: "bad")]
+        let held = [PreferencePair(prompt: [ChatMessage(role: .user, content: "the film")], chosen: "good", rejected: "bad"),
+                    PreferencePair(prompt: [ChatMessage(role: .user, content: "films")], chosen: "fine", rejected: "poor")]
+        var config = FineTuneConfig()
+        config.iterations = 3
+        config.batchSize = 2
+        config.lr = 1e-3
+        config.valFraction = 0.5  // ignored: the held-out pairs are given
+        let dir = NSTemporaryDirectory() + "swiftgpt-dpo-val-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let (model, codec) = try tinyModel()
+        let (reference, _) = try tinyModel()
+        let summary = try PreferenceOptimization.run(model: model, codec: codec, pairs: pairs, validation: held, config: config,
+                                                     directory: dir, log: { _ in })
+        XCTAssertEqual(summary.examples, 3)
+        XCTAssertEqual(summary.validationExamples, 2)
+        let score = try PreferenceOptimization.score(model: model, reference: reference, codec: codec, pairs: held)
+        XCTAssertEqual(try XCTUnwrap(summary.rewardAccuracy), try XCTUnwrap(score.rewardAccuracy), accuracy: 1e-9)
+        XCTAssertEqual(try XCTUnwrap(summary.rewardMargin), 0.1 * (try XCTUnwrap(score.rewardMargin)), accuracy: 1e-3)
+    }
+
     /// Preference pairs longer than the context keep the end of their prompt and are scored on it
     /// (the log-probabilities equal a direct forward of that suffix); replies too long for the
     /// context keep their start; a reference model gives the implicit-reward accuracy.
