@@ -45,6 +45,9 @@ struct EncodedPair {
     var rejected: [Int32]
     var chosenStart: Int
     var rejectedStart: Int
+    /// Index of the pair in the list it was encoded from.
+    var source = 0
+    var truncated = false
 }
 
 /// Encodes pairs as token rows. A pair longer than `maxLength` is cut to fit when
@@ -55,12 +58,12 @@ func encodePairs(_ pairs: [PreferencePair], format: ChatFormat, maxLength: Int, 
     throws -> (pairs: [EncodedPair], skipped: Int, truncated: Int) {
     var out: [EncodedPair] = []
     var skipped = 0, truncated = 0
-    for p in pairs {
+    for (index, p) in pairs.enumerated() {
         let prompt = try format.render(p.prompt, addGenerationPrompt: true).ids
         let c = try format.render(p.prompt + [ChatMessage(role: .assistant, content: p.chosen)]).ids
         let r = try format.render(p.prompt + [ChatMessage(role: .assistant, content: p.rejected)]).ids
         if c.count <= maxLength && r.count <= maxLength {
-            out.append(EncodedPair(chosen: c, rejected: r, chosenStart: prompt.count, rejectedStart: prompt.count))
+            out.append(EncodedPair(chosen: c, rejected: r, chosenStart: prompt.count, rejectedStart: prompt.count, source: index))
             continue
         }
         let longestReply = max(c.count, r.count) - prompt.count
@@ -68,7 +71,8 @@ func encodePairs(_ pairs: [PreferencePair], format: ChatFormat, maxLength: Int, 
         guard truncatePrompts, keep < maxLength else { skipped += 1; continue }
         let cut = prompt.count - keep, room = maxLength - keep
         out.append(EncodedPair(chosen: Array(c[cut..<min(c.count, prompt.count + room)]),
-                               rejected: Array(r[cut..<min(r.count, prompt.count + room)]), chosenStart: keep, rejectedStart: keep))
+                               rejected: Array(r[cut..<min(r.count, prompt.count + room)]), chosenStart: keep, rejectedStart: keep,
+                               source: index, truncated: true))
         truncated += 1
     }
     return (out, skipped, truncated)
@@ -115,6 +119,67 @@ func replyLogProbabilities(model: GPT, pairs: [EncodedPair], rowsPerBatch P: Int
 
 func replyMask(_ count: Int, _ start: Int) -> [Float] { (0..<count).map { $0 >= start ? 1 : 0 } }
 
+/// One pair's scores: summed log-probabilities of the reply tokens under the model (and the
+/// reference), and how many reply tokens were scored.
+public struct PairScore: Sendable, Codable, Equatable {
+    /// Index of the pair in the scored list.
+    public var index: Int
+    public var chosenLogp: Double
+    public var rejectedLogp: Double
+    public var chosenTokens: Int
+    public var rejectedTokens: Int
+    /// The pair was scored on the end of its prompt (and the start of its replies).
+    public var truncated: Bool
+    public var chosenReferenceLogp: Double? = nil
+    public var rejectedReferenceLogp: Double? = nil
+    /// (log π − log π_ref)(chosen) − (log π − log π_ref)(rejected): DPO's implicit reward margin / β.
+    public var reward: Double? {
+        guard let c = chosenReferenceLogp, let r = rejectedReferenceLogp else { return nil }
+        return (chosenLogp - c) - (rejectedLogp - r)
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case index, truncated, reward
+        case chosenLogp = "chosen_logp", rejectedLogp = "rejected_logp"
+        case chosenTokens = "chosen_tokens", rejectedTokens = "rejected_tokens"
+        case chosenReferenceLogp = "chosen_reference_logp", rejectedReferenceLogp = "rejected_reference_logp"
+    }
+
+    public init(index: Int, chosenLogp: Double, rejectedLogp: Double, chosenTokens: Int, rejectedTokens: Int, truncated: Bool) {
+        self.index = index
+        self.chosenLogp = chosenLogp
+        self.rejectedLogp = rejectedLogp
+        self.chosenTokens = chosenTokens
+        self.rejectedTokens = rejectedTokens
+        self.truncated = truncated
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        index = try c.decode(Int.self, forKey: .index)
+        chosenLogp = try c.decode(Double.self, forKey: .chosenLogp)
+        rejectedLogp = try c.decode(Double.self, forKey: .rejectedLogp)
+        chosenTokens = try c.decode(Int.self, forKey: .chosenTokens)
+        rejectedTokens = try c.decode(Int.self, forKey: .rejectedTokens)
+        truncated = try c.decode(Bool.self, forKey: .truncated)
+        chosenReferenceLogp = try c.decodeIfPresent(Double.self, forKey: .chosenReferenceLogp)
+        rejectedReferenceLogp = try c.decodeIfPresent(Double.self, forKey: .rejectedReferenceLogp)
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(index, forKey: .index)
+        try c.encode(chosenLogp, forKey: .chosenLogp)
+        try c.encode(rejectedLogp, forKey: .rejectedLogp)
+        try c.encode(chosenTokens, forKey: .chosenTokens)
+        try c.encode(rejectedTokens, forKey: .rejectedTokens)
+        try c.encode(truncated, forKey: .truncated)
+        try c.encodeIfPresent(chosenReferenceLogp, forKey: .chosenReferenceLogp)
+        try c.encodeIfPresent(rejectedReferenceLogp, forKey: .rejectedReferenceLogp)
+        try c.encodeIfPresent(reward, forKey: .reward)
+    }
+}
+
 public struct PreferenceScore: Sendable, Codable {
     /// Fraction of pairs where the model gives the chosen reply a higher summed log-probability.
     public var accuracy: Double
@@ -129,6 +194,12 @@ public struct PreferenceScore: Sendable, Codable {
     /// the rejected one's, and the mean difference (nats; DPO's reward margin divided by β).
     public var rewardAccuracy: Double? = nil
     public var rewardMargin: Double? = nil
+    /// Every scored pair, in input order (not part of the encoded summary).
+    public var details: [PairScore] = []
+
+    enum CodingKeys: String, CodingKey {
+        case accuracy, margin, pairs, skipped, truncated, rewardAccuracy, rewardMargin
+    }
 
     public init(accuracy: Double, margin: Double, pairs: Int, skipped: Int, truncated: Int = 0) {
         self.accuracy = accuracy
@@ -189,8 +260,16 @@ public enum PreferenceOptimization {
         var result = PreferenceScore(accuracy: Double(logps.filter { $0.0 > $0.1 }.count) / n,
                                      margin: logps.reduce(0) { $0 + ($1.0 - $1.1) } / n, pairs: logps.count, skipped: skipped,
                                      truncated: truncated)
+        result.details = zip(encoded, logps).map { e, l in
+            PairScore(index: e.source, chosenLogp: l.0, rejectedLogp: l.1, chosenTokens: e.chosen.count - e.chosenStart,
+                      rejectedTokens: e.rejected.count - e.rejectedStart, truncated: e.truncated)
+        }
         if let reference {
             let ref = try replyLogProbabilities(model: reference, pairs: encoded, rowsPerBatch: P, T: T, pad: pad)
+            for k in ref.indices {
+                result.details[k].chosenReferenceLogp = ref[k].0
+                result.details[k].rejectedReferenceLogp = ref[k].1
+            }
             let rewards = zip(logps, ref).map { ($0.0 - $1.0) - ($0.1 - $1.1) }
             result.rewardAccuracy = Double(rewards.filter { $0 > 0 }.count) / n
             result.rewardMargin = rewards.reduce(0, +) / n

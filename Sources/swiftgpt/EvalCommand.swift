@@ -42,7 +42,7 @@ struct EvalCommand: AsyncParsableCommand {
     @Option(help: "Examples scored or translated together.") var batchSize: Int = 32
     @Flag(help: "sentiment: subtract each label's score on an empty text (removes a prior preference for one label).") var calibrate = false
     @Option(help: "translation: at most this many new tokens (default: 2 × source tokens + 16).") var maxNewTokens: Int?
-    @Option(help: "sentiment: predicted labels, one a line; translation: hypotheses, one a line.") var output: String?
+    @Option(help: "sentiment: predicted labels, one a line; translation: hypotheses, one a line; preference: one JSON line of scores per pair.") var output: String?
     @Flag(help: "Print one JSON object on the last line.") var json = false
     @Option(help: "preference: a reference model (e.g. the SFT checkpoint DPO started from) for the implicit-reward accuracy.")
     var reference: String?
@@ -55,6 +55,12 @@ struct EvalCommand: AsyncParsableCommand {
         let limited = maxTokens > 0 ? Array(pairs.prefix(maxTokens)) : pairs
         let ref = try reference.map { try Checkpoint.load($0, backend: CPUBackend()).model }
         let score = try PreferenceOptimization.score(model: loaded.model, reference: ref, codec: loaded.codec, pairs: limited)
+        if let output {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys]
+            try writeLines(try score.details.map { String(decoding: try encoder.encode($0), as: UTF8.self) })
+            if !json { print("wrote \(score.details.count) per-pair scores to \(output)") }
+        }
         struct Output: Encodable {
             let accuracy: Double; let margin: Double; let pairs: Int; let skipped: Int; let truncated: Int
             let reward_accuracy: Double?; let reward_margin: Double?

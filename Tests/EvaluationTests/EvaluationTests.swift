@@ -374,6 +374,21 @@ final class EvaluationTests: XCTestCase {
         XCTAssertEqual(alone.truncated, 1)
         let expected = try replyLogProbability(rows[0]) - replyLogProbability(rows[1])
         XCTAssertEqual(alone.margin, expected, accuracy: 1e-4 * max(1, abs(expected)))
+        // Per-pair scores (eval --output): the same numbers, one pair each, with reply token counts.
+        XCTAssertEqual(alone.details.count, 1)
+        let detail = try XCTUnwrap(alone.details.first)
+        XCTAssertEqual(detail.index, 0)
+        XCTAssertTrue(detail.truncated)
+        XCTAssertEqual(detail.chosenLogp - detail.rejectedLogp, expected, accuracy: 1e-4 * max(1, abs(expected)))
+        XCTAssertEqual(detail.chosenTokens, rows[0].count - prompt.count)
+        XCTAssertNil(detail.reward)
+        let all = try PreferenceOptimization.score(model: model, reference: model, codec: codec, pairs: pairs)
+        XCTAssertEqual(all.details.map(\.index), Array(pairs.indices))
+        XCTAssertEqual(all.details.map(\.reward), [Double?](repeating: 0, count: pairs.count))
+        XCTAssertEqual(all.details.filter { $0.chosenLogp > $0.rejectedLogp }.count, Int((all.accuracy * Double(pairs.count)).rounded()))
+        let line = String(decoding: try JSONEncoder().encode(detail), as: UTF8.self)
+        XCTAssertTrue(line.contains("\"chosen_logp\"") && !line.contains("reward"), line)
+        XCTAssertEqual(try JSONDecoder().decode(PairScore.self, from: Data(line.utf8)), detail)
 
         // Implicit reward against a reference: the model itself gives zero rewards.
         let same = try PreferenceOptimization.score(model: model, reference: model, codec: codec, pairs: pairs)
