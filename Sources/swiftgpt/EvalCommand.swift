@@ -18,10 +18,13 @@ struct EvalCommand: AsyncParsableCommand {
             (comparable across tokenizers). --quantize int8 measures what int8 weights cost. \
             --json: {"loss","perplexity","bits_per_byte","tokens","bytes"}. preference: --data holds \
             pairs as for dpo; accuracy = share of pairs whose chosen reply gets the higher summed \
-            log-probability, margin = mean difference: {"accuracy","margin"}. sentiment: --data is a \
+            log-probability, margin = mean difference: {"accuracy","margin"}; with --reference, the \
+            implicit-reward accuracy {"reward_accuracy","reward_margin"}; each accuracy comes with its \
+            95% Wilson interval and one-sided binomial p-value against 50% ("accuracy_interval", \
+            "accuracy_p", ...), so a gain on a small held-out set can be told from noise. sentiment: --data is a \
             TSV (header line, then text<TAB>label; a label is 0/1 or a label word); each label word is \
             scored as the assistant's reply to the task prompt (no free generation) and the likeliest \
-            wins: {"accuracy","f1" (macro),"per_class","confusion"}; --output writes one predicted label a \
+            wins: {"accuracy","accuracy_interval","f1" (macro),"per_class","confusion"}; --output writes one predicted label a \
             line. translation: --data is a source<TAB>target TSV whose header names the languages (en, de, \
             fr, ...); sources are translated greedily in batches and scored with sacrebleu's corpus BLEU \
             and chrF, next to the copy-the-source baseline: {"bleu","chrf","copy_bleu","copy_chrf"}; \
@@ -61,21 +64,40 @@ struct EvalCommand: AsyncParsableCommand {
             try writeLines(try score.details.map { String(decoding: try encoder.encode($0), as: UTF8.self) })
             if !json { print("wrote \(score.details.count) per-pair scores to \(output)") }
         }
+        // How sure each accuracy is on this many pairs: a 95% interval and the one-sided test against chance (50%).
+        let wins = score.details.filter { $0.chosenLogp > $0.rejectedLogp }.count
+        let rewardWins = score.rewardAccuracy == nil ? nil : score.details.filter { ($0.reward ?? 0) > 0 }.count
+        func interval(_ k: Int) -> [Double] {
+            let r = BinomialStatistics.wilsonInterval(successes: k, total: score.pairs)
+            return [r.lowerBound, r.upperBound]
+        }
+        func pValue(_ k: Int) -> Double { BinomialStatistics.pValueAbove(successes: k, total: score.pairs) }
         struct Output: Encodable {
             let accuracy: Double; let margin: Double; let pairs: Int; let skipped: Int; let truncated: Int
             let reward_accuracy: Double?; let reward_margin: Double?
+            let accuracy_interval: [Double]?; let accuracy_p: Double?
+            let reward_accuracy_interval: [Double]?; let reward_accuracy_p: Double?
         }
+        let scored = score.pairs > 0
         let out = Output(accuracy: score.accuracy, margin: score.margin, pairs: score.pairs, skipped: score.skipped,
-                         truncated: score.truncated, reward_accuracy: score.rewardAccuracy, reward_margin: score.rewardMargin)
+                         truncated: score.truncated, reward_accuracy: score.rewardAccuracy, reward_margin: score.rewardMargin,
+                         accuracy_interval: scored ? interval(wins) : nil, accuracy_p: scored ? pValue(wins) : nil,
+                         reward_accuracy_interval: scored ? rewardWins.map(interval) : nil,
+                         reward_accuracy_p: scored ? rewardWins.map(pValue) : nil)
         if json {
             print(try jsonLine(out))
         } else {
+            func sureness(_ k: Int) -> String {
+                guard scored else { return "" }
+                return "; \(BinomialStatistics.describeInterval(successes: k, total: score.pairs)), "
+                    + "one-sided p = \(BinomialStatistics.formatP(pValue(k))) against 50%"
+            }
             print("\(loaded.directory): prefers the chosen reply in \(fmt(100 * score.accuracy))% of \(score.pairs) pairs "
                   + "(mean log-prob margin \(fmt(score.margin, 3)) nats; \(score.truncated) scored on the end of their prompt, "
-                  + "\(score.skipped) skipped)")
-            if let acc = score.rewardAccuracy, let margin = score.rewardMargin {
+                  + "\(score.skipped) skipped\(sureness(wins)))")
+            if let acc = score.rewardAccuracy, let margin = score.rewardMargin, let rewardWins {
                 print("against the reference \(reference ?? ""): chosen log-probability ratio above the rejected one's in "
-                      + "\(fmt(100 * acc))% of pairs (mean difference \(fmt(margin, 3)) nats)")
+                      + "\(fmt(100 * acc))% of pairs (mean difference \(fmt(margin, 3)) nats\(sureness(rewardWins)))")
             }
         }
     }
@@ -115,13 +137,17 @@ struct EvalCommand: AsyncParsableCommand {
         struct Output: Encodable {
             let accuracy: Double, f1: Double, per_class: [ClassificationReport.ClassScores], confusion: [[Int]]
             let examples: Int, truncated: Int, skipped_rows: Int, seconds: Double, examples_per_sec: Double
-            let calibration: [Double]?
+            let calibration: [Double]?; let accuracy_interval: [Double]
         }
+        let correct = (0..<r.confusion.count).reduce(0) { $0 + r.confusion[$1][$1] }
+        let range = BinomialStatistics.wilsonInterval(successes: correct, total: r.examples)
         let out = Output(accuracy: r.accuracy, f1: r.f1, per_class: r.perClass, confusion: r.confusion, examples: r.examples,
                          truncated: result.truncated, skipped_rows: malformed.count, seconds: result.seconds,
-                         examples_per_sec: Double(r.examples) / max(result.seconds, 1e-9), calibration: result.calibration)
+                         examples_per_sec: Double(r.examples) / max(result.seconds, 1e-9), calibration: result.calibration,
+                         accuracy_interval: [range.lowerBound, range.upperBound])
         if json { print(try jsonLine(out)); return }
-        print("\(loaded.directory): sentiment accuracy \(fmt(100 * r.accuracy))%, macro F1 \(fmt(100 * r.f1)) on \(r.examples) examples "
+        print("\(loaded.directory): sentiment accuracy \(fmt(100 * r.accuracy))% "
+              + "(\(BinomialStatistics.describeInterval(successes: correct, total: r.examples))), macro F1 \(fmt(100 * r.f1)) on \(r.examples) examples "
               + "(\(fmt(result.seconds)) s, \(result.truncated) shortened to fit the context)")
         let width = max(9, task.labels.map(\.count).max()! + 2)
         func pad(_ s: String) -> String { s.padding(toLength: width, withPad: " ", startingAt: 0) }

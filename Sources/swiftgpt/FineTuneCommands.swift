@@ -185,7 +185,11 @@ struct DPOCommand: AsyncParsableCommand {
         let summary = try PreferenceOptimization.run(model: loaded.model, reference: ref, codec: loaded.codec, pairs: pairs,
                                                      validation: heldOut, config: config, directory: out)
         print("dpo: \(summary.steps) steps in \(fmt(summary.seconds)) s; final loss \(fmt(summary.finalTrainLoss, 4))"
-              + (summary.rewardAccuracy.map { ", held-out reward accuracy \(fmt(100 * $0))%" } ?? "")
+              + (summary.rewardAccuracy.map { acc in
+                  let n = summary.validationExamples
+                  let k = Int((acc * Double(n)).rounded())
+                  return ", held-out reward accuracy \(fmt(100 * acc))% of \(n) pairs (\(BinomialStatistics.describeInterval(successes: k, total: n)))"
+              } ?? "")
               + (summary.rewardMargin.map { ", margin \(fmt($0, 3))" } ?? "")
               + "; wrote \(out)")
     }

@@ -51,6 +51,24 @@ final class EvaluationTests: XCTestCase {
         }
     }
 
+    func testAccuracyIntervalsAndTestsMatchSciPy() throws {
+        struct Case: Decodable { let successes: Int; let total: Int; let chance: Double; let p_greater: Double; let wilson_low: Double; let wilson_high: Double }
+        struct Fixture: Decodable { let cases: [Case] }
+        let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/binomial.json")
+        let cases = try JSONDecoder().decode(Fixture.self, from: Data(contentsOf: url)).cases
+        XCTAssertGreaterThan(cases.count, 10)
+        for c in cases {
+            let label = "\(c.successes)/\(c.total) against \(c.chance)"
+            let p = BinomialStatistics.pValueAbove(successes: c.successes, total: c.total, chance: c.chance)
+            XCTAssertEqual(p, c.p_greater, accuracy: 1e-9 * max(c.p_greater, 1e-300) + 1e-15, label)
+            let r = BinomialStatistics.wilsonInterval(successes: c.successes, total: c.total)
+            XCTAssertEqual(r.lowerBound, c.wilson_low, accuracy: 1e-12, label)
+            XCTAssertEqual(r.upperBound, c.wilson_high, accuracy: 1e-12, label)
+        }
+        XCTAssertEqual(BinomialStatistics.describeInterval(successes: 424, total: 800), "95% interval 49.5–56.4%")
+        XCTAssertEqual(BinomialStatistics.wilsonInterval(successes: 0, total: 0), 0...1)
+    }
+
     func testClassificationReportOnAHandMadeSet() {
         // gold:      n n n p p p p
         // predicted: n p n p p n p
