@@ -347,6 +347,16 @@ final class EvaluationTests: XCTestCase {
         let score = try PreferenceOptimization.score(model: model, reference: reference, codec: codec, pairs: held)
         XCTAssertEqual(try XCTUnwrap(summary.rewardAccuracy), try XCTUnwrap(score.rewardAccuracy), accuracy: 1e-9)
         XCTAssertEqual(try XCTUnwrap(summary.rewardMargin), 0.1 * (try XCTUnwrap(score.rewardMargin)), accuracy: 1e-3)
+
+        // A reference of another architecture is refused before any training, with the reason.
+        let other = try GPT(config: GPTConfig(vocabSize: model.config.vocabSize, contextLength: 32, layers: 1, heads: 2, width: 16),
+                            backend: CPUBackend())
+        let refused = NSTemporaryDirectory() + "swiftgpt-dpo-ref-\(UUID().uuidString)"
+        XCTAssertThrowsError(try PreferenceOptimization.run(model: model, reference: other, codec: codec, pairs: pairs, config: config,
+                                                            directory: refused, log: { _ in })) {
+            XCTAssertTrue("\($0)".contains("configuration differs from the policy's"), "\($0)")
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: refused + "/last"))
     }
 
     /// Preference pairs longer than the context keep the end of their prompt and are scored on it
