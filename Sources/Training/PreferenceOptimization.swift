@@ -404,7 +404,12 @@ public enum PreferenceOptimization {
                 lastEval = try evaluate()
                 let eta = elapsed / Double(step) * Double(total - step)
                 log("dpo step \(step)/\(total) | loss \(String(format: "%.4f", loss))"
-                    + (lastEval.map { String(format: " | held-out loss %.4f, reward accuracy %.3f, margin %.3f", $0.loss, $0.accuracy, $0.margin) } ?? "")
+                    + (lastEval.map { e in
+                        // The 95% interval says how much of a change between evaluations is noise.
+                        let r = BinomialStatistics.wilsonInterval(successes: Int((e.accuracy * Double(valIdx.count)).rounded()), total: valIdx.count)
+                        return String(format: " | held-out loss %.4f, reward accuracy %.3f [%.3f, %.3f], margin %.3f",
+                                      e.loss, e.accuracy, r.lowerBound, r.upperBound, e.margin)
+                    } ?? "")
                     + " | ETA \(duration(eta))")
                 if let e = lastEval {
                     metrics.val.append((step, e.loss))
