@@ -36,6 +36,9 @@ public final class GPT: @unchecked Sendable {
     private var lastForwardHadGradient = false
     /// The last forward had targets (its per-token losses are in the activations).
     private var lastForwardHadTargets = false
+    /// Index of the first activation after the blocks ("lnf"); then lnf_mean, lnf_rstd, logits, losses,
+    /// weights (`GPTLayout.activationEntries`: the embedding output, 13 per layer, "proj").
+    private var headIndex: Int { 2 + 13 * config.layers }
     /// True while every gradient is known to be 0 (the last update zeroed them as it read them), so
     /// `zeroGradients()` has nothing to do.
     private var gradientsAreZero = false
@@ -237,7 +240,7 @@ public final class GPT: @unchecked Sendable {
             be.residualForward(out: residual3, a: residual2, b: proj, count: N * C)
             residual = residual3
         }
-        let f = 2 + 13 * L
+        let f = headIndex
         let lnf = acts[f], lnfMean = acts[f + 1], lnfRstd = acts[f + 2], logits = acts[f + 3]
         let losses = acts[f + 4], weightBuffer = acts[f + 5]
         normForward(out: lnf, mean: lnfMean, rstd: lnfRstd, input: residual, weight: ix.finalNormWeight, bias: ix.finalNormBias, N: N)
@@ -302,8 +305,7 @@ public final class GPT: @unchecked Sendable {
     public func logits() -> [Float] {
         precondition(!lastForwardHadGradient, "logits were replaced by their gradient; run forward without weights")
         let N = batchSize * sequenceLength, V = config.vocabSize, Vp = config.paddedVocabSize
-        let f = 2 + 13 * config.layers
-        let buffer = activations![f + 3]
+        let buffer = activations![headIndex + 3]
         var padded = [Float](repeating: 0, count: N * Vp)
         padded.withUnsafeMutableBufferPointer { backend.download(buffer, into: $0) }
         var out = [Float](repeating: 0, count: N * V)
@@ -316,7 +318,7 @@ public final class GPT: @unchecked Sendable {
         precondition(!lastForwardHadGradient, "logits were replaced by their gradient; run forward without weights")
         precondition(b < batchSize && t < sequenceLength, "position outside the last forward")
         let V = config.vocabSize, Vp = config.paddedVocabSize
-        let buffer = activations![2 + 13 * config.layers + 3].slice((b * sequenceLength + t) * Vp, V)
+        let buffer = activations![headIndex + 3].slice((b * sequenceLength + t) * Vp, V)
         var out = [Float](repeating: 0, count: V)
         out.withUnsafeMutableBufferPointer { backend.download(buffer, into: $0) }
         return out
@@ -333,7 +335,7 @@ public final class GPT: @unchecked Sendable {
                      "applyLossWeights needs a forward with targets and without weights just before")
         let N = batchSize * sequenceLength
         guard lossWeights.count == N else { throw ModelError.shapeMismatch("expected \(N) loss weights, got \(lossWeights.count)") }
-        let f = 2 + 13 * config.layers, acts = activations!
+        let f = headIndex, acts = activations!
         let logits = acts[f + 3], losses = acts[f + 4], weightBuffer = acts[f + 5]
         backend.upload(lossWeights, to: weightBuffer)
         backend.crossEntropyForward(losses: losses, logits: logits, targets: targets!, weights: weightBuffer,
@@ -348,7 +350,7 @@ public final class GPT: @unchecked Sendable {
     public func tokenLosses() -> [Float] {
         let N = batchSize * sequenceLength
         var host = [Float](repeating: 0, count: N)
-        host.withUnsafeMutableBufferPointer { backend.download(activations![2 + 13 * config.layers + 4], into: $0) }
+        host.withUnsafeMutableBufferPointer { backend.download(activations![headIndex + 4], into: $0) }
         return host
     }
 
@@ -387,7 +389,7 @@ public final class GPT: @unchecked Sendable {
         let dfchGelu = scr[5], dfch = scr[6]
 
         let ix = index, KVH = config.kvHeads, QKV = config.qkvWidth, F = config.feedForwardInputWidth, H = config.hiddenWidth
-        let f = 2 + 13 * L
+        let f = headIndex
         let lnf = acts[f], lnfMean = acts[f + 1], lnfRstd = acts[f + 2], dlogits = acts[f + 3]
         be.zero(dresidual)
         be.matmulBackwardOverwritingInput(dinput: dln, dweight: grads[ix.head], dbias: nil, dout: dlogits, input: lnf,
